@@ -1,0 +1,45 @@
+"""What every svkit command shares: lazy sub-commands, one-line errors with exit status 2, clean Ctrl-C."""
+from __future__ import annotations
+
+import importlib
+import sys
+
+import click
+
+from sv_data.errors import SvkitError
+
+INTERRUPTED = 130
+
+
+class CommandError(click.ClickException):
+    exit_code = 2
+
+    def show(self, file=None):
+        click.echo(f"error: {self.format_message()}", err=True)
+
+
+class LazyGroup(click.Group):
+    """A group whose sub-commands are imported only when used (or listed), so that ``--help`` and light commands
+    do not pay for importing Blender or PyTorch. ``lazy`` maps a command name to ``"module:attribute"``."""
+
+    def __init__(self, *args, lazy: dict[str, str], **kwargs):
+        super().__init__(*args, **kwargs)
+        self.lazy = lazy
+
+    def list_commands(self, ctx):
+        return sorted({*super().list_commands(ctx), *self.lazy})
+
+    def get_command(self, ctx, name):
+        if name not in self.lazy:
+            return super().get_command(ctx, name)
+        module, attribute = self.lazy[name].split(":")
+        return getattr(importlib.import_module(module), attribute)
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except SvkitError as exc:
+            raise CommandError(str(exc)) from None
+        except KeyboardInterrupt:
+            click.echo("\ninterrupted: finished work is kept; re-run the same command to resume", err=True)
+            sys.exit(INTERRUPTED)

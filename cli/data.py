@@ -1,0 +1,20 @@
+"""``sv-data``: build, import and look at story-visualization shards."""
+import click
+
+from cli.common import LazyGroup
+
+COMMANDS = {
+    "inspect": "cli.shard_commands:inspect",
+    "validate": "cli.shard_commands:validate",
+    "preview": "cli.shard_commands:preview",
+    "build-clevr": "cli.clevr:build_clevr",
+    "import-storygan-clevr": "cli.clevr:import_storygan_clevr",
+    "build-pororo": "cli.pororo:build_pororo",
+    "import-storygan-pororo": "cli.pororo:import_storygan_pororo",
+}
+
+
+@click.group(cls=LazyGroup, lazy=COMMANDS, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="svkit")
+def main():
+    """Build CLEVR-SV and Pororo-SV into HDF5 shards (format: docs/format.md), and inspect them."""

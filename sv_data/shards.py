@@ -1,0 +1,532 @@
+"""The shard format, version 1: the one contract between ``sv_data`` and ``sv_model``.
+
+This module is the only code that knows how a shard is laid out in HDF5 (``docs/format.md`` is the same
+knowledge in prose). Builders write through :class:`ShardWriter`, readers go through :class:`ShardReader`;
+nobody else opens a shard with h5py.
+
+A shard holds N stories of T frames:
+
+- ``images``      uint8   (N, T, H, W, 3)   one story per chunk, LZF-compressed
+- ``texts``       utf-8   (N, T)            one sentence per frame
+- ``story_ids``   utf-8   (N,)              unique within the file
+- ``labels``      uint8   (N, T, L)         multi-hot, names in the ``label_names`` attribute
+- ``conditions``  float32 (N, T, D)         the per-frame conditioning vector
+- ``extra/NAME``  any     (N, ...)          dataset-specific per-story arrays, each with a ``description``
+"""
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Mapping, Sequence
+
+import h5py
+import numpy as np
+
+from sv_data.errors import SvkitError
+
+FORMAT_NAME = "sv-shard"
+FORMAT_VERSION = 1
+SPLITS = ("train", "val", "test")
+REQUIRED_DATASETS = ("images", "texts", "story_ids", "labels", "conditions")
+_STRING = h5py.string_dtype("utf-8")
+
+
+class ShardError(SvkitError):
+    """A shard that cannot be read or written; the message is one line that names the file."""
+
+    def __init__(self, path: os.PathLike | str, problem: str):
+        self.path = Path(path)
+        self.problem = problem
+        super().__init__(f"{self.path}: {problem}")
+
+
+def _package_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return f"svkit {version('svkit')}"
+    except PackageNotFoundError:
+        return "svkit (not installed)"
+
+
+@dataclass(frozen=True)
+class ExtraSpec:
+    """One per-story array under ``extra/``: the shape of one story's entry, its dtype and what it means."""
+
+    shape: tuple[int, ...]
+    dtype: str  # a numpy dtype name, or "str" for UTF-8 text
+    description: str
+
+    def h5_dtype(self):
+        return _STRING if self.dtype == "str" else np.dtype(self.dtype)
+
+
+@dataclass(frozen=True)
+class ShardSpec:
+    """Everything about a shard that is fixed before its first story is written."""
+
+    dataset: str
+    split: str
+    frames_per_story: int
+    image_size: tuple[int, int]
+    label_names: tuple[str, ...]
+    condition_dim: int
+    build_config: Mapping = field(default_factory=dict)
+    extras: Mapping[str, ExtraSpec] = field(default_factory=dict)
+
+    def __post_init__(self):
+        if self.frames_per_story < 1:
+            raise ValueError(f"frames_per_story must be >= 1, got {self.frames_per_story}")
+        if len(self.image_size) != 2 or min(self.image_size) < 1:
+            raise ValueError(f"image_size must be (H, W) with H, W >= 1, got {self.image_size}")
+        if self.condition_dim < 0:
+            raise ValueError(f"condition_dim must be >= 0, got {self.condition_dim}")
+
+
+@dataclass(frozen=True)
+class ShardInfo:
+    """The header of an existing shard, as :func:`read_info` finds it."""
+
+    path: Path
+    spec: ShardSpec
+    num_stories: int
+    created_by: str
+    story_range: tuple[int, int] | None  # set on part files: the story indices [start, stop) of the split
+
+    @property
+    def frames_per_story(self) -> int:
+        return self.spec.frames_per_story
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        return self.spec.image_size
+
+
+class StoryBatch:
+    """A block of n consecutive stories in memory, as written to or read from a shard."""
+
+    def __init__(self, images, texts, story_ids, labels, conditions, extra=None):
+        self.images = np.asarray(images, dtype=np.uint8)
+        self.texts = [list(map(str, row)) for row in texts]
+        self.story_ids = [str(s) for s in story_ids]
+        self.labels = np.asarray(labels, dtype=np.uint8)
+        self.conditions = np.asarray(conditions, dtype=np.float32)
+        self.extra = {name: np.asarray(value) for name, value in (extra or {}).items()}
+
+    def __len__(self) -> int:
+        return len(self.story_ids)
+
+    @classmethod
+    def concatenate(cls, batches: Sequence["StoryBatch"]) -> "StoryBatch":
+        return cls(
+            images=np.concatenate([b.images for b in batches]),
+            texts=[row for b in batches for row in b.texts],
+            story_ids=[s for b in batches for s in b.story_ids],
+            labels=np.concatenate([b.labels for b in batches]),
+            conditions=np.concatenate([b.conditions for b in batches]),
+            extra={k: np.concatenate([b.extra[k] for b in batches]) for k in batches[0].extra},
+        )
+
+    def check_against(self, spec: ShardSpec, where: Path) -> None:
+        n, t = len(self), spec.frames_per_story
+        h, w = spec.image_size
+        expected = {
+            "images": (self.images.shape, (n, t, h, w, 3)),
+            "texts": ((len(self.texts), *{len(r) for r in self.texts}) if self.texts else (0, t), (n, t)),
+            "labels": (self.labels.shape, (n, t, len(spec.label_names))),
+            "conditions": (self.conditions.shape, (n, t, spec.condition_dim)),
+        }
+        for name, extra_spec in spec.extras.items():
+            if name not in self.extra:
+                raise ShardError(where, f"batch lacks extra/{name}")
+            expected[f"extra/{name}"] = (self.extra[name].shape, (n, *extra_spec.shape))
+        for name in self.extra.keys() - spec.extras.keys():
+            raise ShardError(where, f"batch has extra/{name}, which the shard's spec does not declare")
+        for name, (got, want) in expected.items():
+            if tuple(got) != tuple(want):
+                raise ShardError(where, f"{name} has shape {tuple(got)}, expected {tuple(want)}")
+
+
+class ShardWriter:
+    """Appends stories to a new shard; the file appears at ``path`` only when :meth:`close` completes.
+
+    Until then everything goes to a hidden temporary file beside ``path``, so that a crash or Ctrl-C never leaves
+    a file that looks finished. Used as a context manager, an exception discards the temporary file.
+    """
+
+    def __init__(self, path: os.PathLike | str, spec: ShardSpec, story_range: tuple[int, int] | None = None):
+        self.path = Path(path)
+        self.spec = spec
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._tmp = self.path.with_name(f".{self.path.name}.{uuid.uuid4().hex[:8]}.tmp")
+        self._file = h5py.File(self._tmp, "w")
+        self._count = 0
+        self._create_layout(story_range)
+
+    def _create_layout(self, story_range):
+        spec, f = self.spec, self._file
+        t, (h, w) = spec.frames_per_story, spec.image_size
+        f.attrs.update(
+            sv_format=FORMAT_NAME,
+            sv_format_version=FORMAT_VERSION,
+            dataset=spec.dataset,
+            split=spec.split,
+            frames_per_story=t,
+            image_size=np.asarray(spec.image_size, dtype=np.int64),
+            label_names=json.dumps(list(spec.label_names)),
+            created_by=_package_version(),
+            build_config=json.dumps(dict(spec.build_config), sort_keys=True),
+        )
+        if story_range is not None:
+            f.attrs["story_range"] = np.asarray(story_range, dtype=np.int64)
+
+        def grow(name, per_story, dtype, compress=False):
+            return f.create_dataset(
+                name,
+                shape=(0, *per_story),
+                maxshape=(None, *per_story),
+                dtype=dtype,
+                chunks=(1, *per_story) if compress else True,
+                compression="lzf" if compress else None,
+            )
+
+        grow("images", (t, h, w, 3), np.uint8, compress=True)
+        grow("texts", (t,), _STRING)
+        grow("story_ids", (), _STRING)
+        grow("labels", (t, len(spec.label_names)), np.uint8)
+        grow("conditions", (t, spec.condition_dim), np.float32)
+        extra = f.create_group("extra")
+        for name, es in spec.extras.items():
+            ds = grow(f"extra/{name}", es.shape, es.h5_dtype(), compress=es.dtype == "uint8" and len(es.shape) >= 2)
+            ds.attrs["description"] = es.description
+        del extra
+
+    def __len__(self) -> int:
+        return self._count
+
+    def append(self, batch: StoryBatch) -> None:
+        batch.check_against(self.spec, self.path)
+        n = len(batch)
+        if n == 0:
+            return
+        start, stop = self._count, self._count + n
+        f = self._file
+        columns = {
+            "images": batch.images,
+            "texts": np.asarray(batch.texts, dtype=object),
+            "story_ids": np.asarray(batch.story_ids, dtype=object),
+            "labels": batch.labels,
+            "conditions": batch.conditions,
+            **{f"extra/{k}": v for k, v in batch.extra.items()},
+        }
+        for name, values in columns.items():
+            ds = f[name]
+            ds.resize(stop, axis=0)
+            ds[start:stop] = values
+        self._count = stop
+
+    def close(self) -> Path:
+        """Finish the file and move it into place atomically; returns its final path."""
+        self._file.attrs["num_stories"] = self._count
+        self._file.close()
+        os.replace(self._tmp, self.path)
+        return self.path
+
+    def abort(self) -> None:
+        try:
+            self._file.close()
+        finally:
+            self._tmp.unlink(missing_ok=True)
+
+    def __enter__(self) -> "ShardWriter":
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+
+def _open(path: os.PathLike | str) -> h5py.File:
+    path = Path(path)
+    if not path.exists():
+        raise ShardError(path, "no such file")
+    if path.is_dir():
+        raise ShardError(path, "is a folder, not a shard file")
+    if not h5py.is_hdf5(path):
+        raise ShardError(path, "not an HDF5 file")
+    try:
+        f = h5py.File(path, "r")
+    except OSError as exc:  # truncated or damaged: the signature is there but the structure is not
+        raise ShardError(path, f"damaged or truncated HDF5 file ({str(exc).split('(')[0].strip()})") from None
+    try:
+        _check_header(f, path)
+    except BaseException:
+        f.close()
+        raise
+    return f
+
+
+def _check_header(f: h5py.File, path: Path) -> None:
+    if f.attrs.get("sv_format") != FORMAT_NAME:
+        raise ShardError(path, "HDF5 file, but not an sv-shard (attribute sv_format is missing)")
+    version = int(f.attrs.get("sv_format_version", -1))
+    if version > FORMAT_VERSION:
+        raise ShardError(
+            path, f"shard format version {version} is newer than this svkit understands ({FORMAT_VERSION}): upgrade svkit"
+        )
+    if version != FORMAT_VERSION:
+        raise ShardError(path, f"unknown shard format version {version} (this svkit reads version {FORMAT_VERSION})")
+    missing = [name for name in (*REQUIRED_DATASETS, "extra") if name not in f]
+    if missing:
+        raise ShardError(path, f"shard is missing {', '.join(missing)}")
+    for attr in ("dataset", "split", "frames_per_story", "image_size", "label_names", "build_config"):
+        if attr not in f.attrs:
+            raise ShardError(path, f"shard is missing the root attribute {attr}")
+
+
+def _spec_from(f: h5py.File) -> ShardSpec:
+    extras = {
+        name: ExtraSpec(
+            shape=tuple(ds.shape[1:]),
+            dtype="str" if h5py.check_string_dtype(ds.dtype) else ds.dtype.name,
+            description=str(ds.attrs.get("description", "")),
+        )
+        for name, ds in f["extra"].items()
+    }
+    return ShardSpec(
+        dataset=str(f.attrs["dataset"]),
+        split=str(f.attrs["split"]),
+        frames_per_story=int(f.attrs["frames_per_story"]),
+        image_size=tuple(int(v) for v in f.attrs["image_size"]),
+        label_names=tuple(json.loads(f.attrs["label_names"])),
+        condition_dim=int(f["conditions"].shape[2]),
+        build_config=json.loads(f.attrs["build_config"]),
+        extras=extras,
+    )
+
+
+def read_info(path: os.PathLike | str) -> ShardInfo:
+    """Open a shard just to read and check its header."""
+    with _open(path) as f:
+        story_range = tuple(int(v) for v in f.attrs["story_range"]) if "story_range" in f.attrs else None
+        return ShardInfo(
+            path=Path(path),
+            spec=_spec_from(f),
+            num_stories=int(f["story_ids"].shape[0]),
+            created_by=str(f.attrs.get("created_by", "")),
+            story_range=story_range,
+        )
+
+
+class ShardReader:
+    """Random access to the stories of a shard.
+
+    The HDF5 file is opened on first use in each process, so that a reader can be handed to DataLoader workers
+    (each of which then holds its own handle) without sharing one across ``fork``.
+    """
+
+    def __init__(self, path: os.PathLike | str):
+        self.path = Path(path)
+        self.info = read_info(self.path)
+        self._file: h5py.File | None = None
+        self._pid: int | None = None
+
+    def __len__(self) -> int:
+        return self.info.num_stories
+
+    def __getstate__(self):
+        return {"path": self.path, "info": self.info, "_file": None, "_pid": None}
+
+    @property
+    def file(self) -> h5py.File:
+        if self._file is None or self._pid != os.getpid():
+            self._file = _open(self.path)
+            self._pid = os.getpid()
+        return self._file
+
+    def close(self) -> None:
+        if self._file is not None and self._pid == os.getpid():
+            self._file.close()
+        self._file = None
+
+    def _rows(self, indices) -> tuple[np.ndarray, np.ndarray, slice | np.ndarray]:
+        """Indices as h5py wants them (increasing, unique; a slice when contiguous) and how to put them back."""
+        indices = np.asarray(indices, dtype=np.int64).reshape(-1)
+        n = len(self)
+        if indices.size and (indices.min() < 0 or indices.max() >= n):
+            raise IndexError(f"{self.path}: story index out of range 0..{n - 1}")
+        unique, inverse = np.unique(indices, return_inverse=True)
+        if unique.size and unique[-1] - unique[0] + 1 == unique.size:
+            return unique, inverse, slice(int(unique[0]), int(unique[-1]) + 1)
+        return unique, inverse, unique
+
+    def read(self, name: str, indices) -> np.ndarray:
+        """Rows ``indices`` of one array (``images``, ``labels``, ``extra/...``), in the order asked for."""
+        unique, inverse, selection = self._rows(indices)
+        ds = self.file[name]
+        if unique.size == 0:
+            return np.empty((0, *ds.shape[1:]), dtype=ds.dtype if not h5py.check_string_dtype(ds.dtype) else object)
+        data = ds.asstr()[selection] if h5py.check_string_dtype(ds.dtype) else ds[selection]
+        return data[inverse]
+
+    def read_images(self, indices, frames=None) -> np.ndarray:
+        """uint8 (n, T, H, W, 3), or (n, H, W, 3) for one frame per story when ``frames`` gives it."""
+        if frames is None:
+            return self.read("images", indices)
+        indices = np.asarray(indices, dtype=np.int64)
+        frames = np.asarray(frames, dtype=np.int64)
+        ds = self.file["images"]
+        return np.stack([ds[int(i), int(t)] for i, t in zip(indices, frames)]) if indices.size else np.empty(
+            (0, *ds.shape[2:]), np.uint8
+        )
+
+    def read_stories(self, indices) -> StoryBatch:
+        return StoryBatch(
+            images=self.read("images", indices),
+            texts=self.read("texts", indices),
+            story_ids=self.read("story_ids", indices),
+            labels=self.read("labels", indices),
+            conditions=self.read("conditions", indices),
+            extra={name: self.read(f"extra/{name}", indices) for name in self.info.spec.extras},
+        )
+
+    def extra_names(self) -> list[str]:
+        return list(self.info.spec.extras)
+
+    def __enter__(self) -> "ShardReader":
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def join_parts(parts: Sequence[os.PathLike | str], out: os.PathLike | str, block: int = 256) -> Path:
+    """Copy part files, in the order given, into one shard at ``out`` (written atomically).
+
+    Parts must agree on dataset, split, frame count, image size, labels, condition size and extras; the joined
+    file takes the build_config of the first part.
+    """
+    if not parts:
+        raise ShardError(out, "no parts to join")
+    infos = [read_info(p) for p in parts]
+    first = infos[0].spec
+    for info in infos[1:]:
+        for attr in ("dataset", "split", "frames_per_story", "image_size", "label_names", "condition_dim", "extras"):
+            if getattr(info.spec, attr) != getattr(first, attr):
+                raise ShardError(info.path, f"{attr} differs from {infos[0].path.name}; cannot join them")
+    ranges = [i.story_range for i in infos]
+    seen: set[str] = set()
+    with ShardWriter(out, first) as writer:
+        for info in infos:
+            with ShardReader(info.path) as reader:
+                for start, stop in iter_blocks(len(reader), block):
+                    batch = reader.read_stories(range(start, stop))
+                    dupes = seen.intersection(batch.story_ids)
+                    if dupes:
+                        raise ShardError(info.path, f"story id {sorted(dupes)[0]!r} appears in more than one part")
+                    seen.update(batch.story_ids)
+                    writer.append(batch)
+    if all(r is not None for r in ranges):
+        _check_contiguous(ranges, infos)
+    return Path(out)
+
+
+def _check_contiguous(ranges, infos) -> None:
+    order = sorted(zip(ranges, infos), key=lambda x: x[0])
+    for (prev, prev_info), (cur, cur_info) in zip(order, order[1:]):
+        if prev[1] != cur[0]:
+            raise ShardError(cur_info.path, f"story range {cur} does not follow {prev_info.path.name}'s {prev}")
+
+
+def validate(path: os.PathLike | str, block: int = 256) -> list[str]:
+    """Every violation of the format rules, one line each; an empty list means the shard is valid."""
+    path = Path(path)
+    try:
+        f = _open(path)
+    except ShardError as exc:
+        return [str(exc)]
+    problems: list[str] = []
+
+    def bad(msg: str):
+        problems.append(f"{path}: {msg}")
+
+    with f:
+        spec = _spec_from(f)
+        n = f["story_ids"].shape[0]
+        t, (h, w), nl = spec.frames_per_story, spec.image_size, len(spec.label_names)
+        if spec.split not in SPLITS:
+            bad(f"split {spec.split!r} is not one of {', '.join(SPLITS)}")
+        if "num_stories" in f.attrs and int(f.attrs["num_stories"]) != n:
+            bad(f"attribute num_stories={int(f.attrs['num_stories'])} but story_ids has {n} rows")
+        shapes = {
+            "images": (n, t, h, w, 3),
+            "texts": (n, t),
+            "story_ids": (n,),
+            "labels": (n, t, nl),
+            "conditions": (n, t, spec.condition_dim),
+        }
+        dtypes = {"images": np.uint8, "labels": np.uint8, "conditions": np.float32}
+        for name, want in shapes.items():
+            if f[name].shape != want:
+                bad(f"{name} has shape {f[name].shape}, expected {want}")
+            if name in dtypes and f[name].dtype != dtypes[name]:
+                bad(f"{name} has dtype {f[name].dtype}, expected {np.dtype(dtypes[name])}")
+        for name in ("texts", "story_ids"):
+            if not h5py.check_string_dtype(f[name].dtype):
+                bad(f"{name} is not UTF-8 text")
+        for name, ds in f["extra"].items():
+            if ds.shape[:1] != (n,):
+                bad(f"extra/{name} has {ds.shape[0] if ds.shape else 0} rows, expected {n}")
+            if not ds.attrs.get("description"):
+                bad(f"extra/{name} has no description attribute")
+        if problems:
+            return problems  # shapes disagree: the content checks below would only repeat it
+        if len(spec.label_names) != len(set(spec.label_names)):
+            bad("label_names has duplicates")
+        ids = f["story_ids"].asstr()[:]
+        duplicates = [s for s, c in Counter(ids).items() if c > 1]
+        if duplicates:
+            bad(f"{len(duplicates)} story ids are not unique, e.g. {duplicates[0]!r}")
+        if any(not s for s in ids):
+            bad("empty story id")
+        for start, stop in iter_blocks(n, block):
+            labels = f["labels"][start:stop]
+            if labels.size and labels.max() > 1:
+                bad(f"labels of stories {start}..{stop - 1} hold values other than 0 and 1")
+            conditions = f["conditions"][start:stop]
+            if not np.isfinite(conditions).all():
+                bad(f"conditions of stories {start}..{stop - 1} hold NaN or infinity")
+            texts = f["texts"].asstr()[start:stop]
+            for i, row in enumerate(texts):
+                for k, text in enumerate(row):
+                    if not text.strip():
+                        bad(f"story {start + i} ({ids[start + i]}) frame {k}: empty text")
+            images = f["images"][start:stop]
+            for i, story in enumerate(images):
+                for k, frame in enumerate(story):
+                    if frame.min() == frame.max():
+                        bad(f"story {start + i} ({ids[start + i]}) frame {k}: image is all one value ({frame.min()})")
+    return problems
+
+
+def label_frequencies(path: os.PathLike | str, block: int = 1024) -> dict[str, float]:
+    """Fraction of frames on which each label is on."""
+    with ShardReader(path) as reader:
+        n = len(reader)
+        totals = np.zeros(len(reader.info.spec.label_names), dtype=np.int64)
+        for start, stop in iter_blocks(n, block):
+            totals += reader.read("labels", range(start, stop)).sum(axis=(0, 1), dtype=np.int64)
+        frames = max(n * reader.info.frames_per_story, 1)
+        return {name: float(c) / frames for name, c in zip(reader.info.spec.label_names, totals)}
+
+
+def iter_blocks(n: int, block: int) -> Iterable[tuple[int, int]]:
+    """(start, stop) of consecutive blocks of at most ``block`` items covering range(n)."""
+    for start in range(0, n, block):
+        yield start, min(start + block, n)

@@ -1,0 +1,98 @@
+"""PyTorch datasets over a shard, for training and evaluation code.
+
+They return uint8 image tensors (channels first) so that batches travel to the GPU small and are turned into
+floats there. Each DataLoader worker opens the file itself on first use, and a batch of indices is read with one
+call per array (``__getitems__``) instead of one call per story.
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from sv_data.shards import ShardReader
+
+FRAME_POOL = "frame_pool"  # optional extra: uint8 (N, T, K, H, W, 3), K candidate frames per story frame
+
+
+def _channels_first(images: np.ndarray) -> torch.Tensor:
+    """(..., H, W, 3) uint8 -> (..., 3, H, W) uint8 tensor."""
+    return torch.from_numpy(np.ascontiguousarray(np.moveaxis(images, -1, -3)))
+
+
+class StoryDataset(Dataset):
+    """Whole stories: ``images`` uint8 (T, 3, H, W), ``conditions`` float32 (T, D), ``labels`` uint8 (T, L),
+    ``index`` (the story's row in the shard).
+
+    With ``random_pool_frame=True`` and a shard that has ``extra/frame_pool``, each frame is drawn at random from
+    its clip's candidate frames every time the story is read, as Pororo-SV's original loaders did.
+    """
+
+    def __init__(self, path: os.PathLike | str, indices=None, random_pool_frame: bool = False):
+        self.reader = ShardReader(path)
+        self.info = self.reader.info
+        self.indices = np.arange(len(self.reader)) if indices is None else np.asarray(indices, dtype=np.int64)
+        if random_pool_frame and FRAME_POOL not in self.info.spec.extras:
+            raise ValueError(f"{path}: random_pool_frame needs extra/{FRAME_POOL}, which this shard lacks")
+        self.random_pool_frame = random_pool_frame
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def _images(self, rows: np.ndarray) -> np.ndarray:
+        if not self.random_pool_frame:
+            return self.reader.read("images", rows)
+        pool = self.reader.read(f"extra/{FRAME_POOL}", rows)  # (n, T, K, H, W, 3)
+        n, t, k = pool.shape[:3]
+        pick = np.random.randint(0, k, size=(n, t))  # seeded per worker by the DataLoader
+        return pool[np.arange(n)[:, None], np.arange(t)[None, :], pick]
+
+    def __getitems__(self, items) -> list[dict]:
+        rows = self.indices[np.asarray(items, dtype=np.int64)]
+        images = _channels_first(self._images(rows))
+        conditions = torch.from_numpy(self.reader.read("conditions", rows))
+        labels = torch.from_numpy(self.reader.read("labels", rows))
+        return [
+            {"images": images[j], "conditions": conditions[j], "labels": labels[j], "index": int(rows[j])}
+            for j in range(len(rows))
+        ]
+
+    def __getitem__(self, item: int) -> dict:
+        return self.__getitems__([item])[0]
+
+
+class FrameDataset(Dataset):
+    """Single frames with their story, for the image discriminator: ``image`` uint8 (3, H, W), ``condition``
+    (D), ``label`` (L), ``story_conditions`` (T, D), ``index`` and ``frame``. Item ``i`` is frame ``i % T`` of
+    story ``i // T`` (of the stories in ``indices``)."""
+
+    def __init__(self, path: os.PathLike | str, indices=None):
+        self.stories = StoryDataset(path, indices)
+        self.info = self.stories.info
+
+    def __len__(self) -> int:
+        return len(self.stories) * self.info.frames_per_story
+
+    def __getitems__(self, items) -> list[dict]:
+        items = np.asarray(items, dtype=np.int64)
+        t = self.info.frames_per_story
+        rows, frames = self.stories.indices[items // t], items % t
+        images = _channels_first(self.stories.reader.read_images(rows, frames))
+        conditions = torch.from_numpy(self.stories.reader.read("conditions", rows))
+        labels = torch.from_numpy(self.stories.reader.read("labels", rows))
+        return [
+            {
+                "image": images[j],
+                "condition": conditions[j, frames[j]],
+                "label": labels[j, frames[j]],
+                "story_conditions": conditions[j],
+                "index": int(rows[j]),
+                "frame": int(frames[j]),
+            }
+            for j in range(len(items))
+        ]
+
+    def __getitem__(self, item: int) -> dict:
+        return self.__getitems__([item])[0]
