@@ -18,3 +18,7 @@ COMMANDS = {
 @click.version_option(package_name="svkit")
 def main():
     """Build CLEVR-SV and Pororo-SV into HDF5 shards (format: docs/format.md), and inspect them."""
+
+
+if __name__ == "__main__":
+    main()

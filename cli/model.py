@@ -15,3 +15,7 @@ COMMANDS = {
 @click.version_option(package_name="svkit")
 def main():
     """Train StoryGAN on a shard, generate stories, and evaluate them."""
+
+
+if __name__ == "__main__":
+    main()

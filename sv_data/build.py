@@ -99,6 +99,11 @@ def _work(chunk: Chunk) -> Chunk:
     return chunk
 
 
+def _flatten(record: dict) -> dict:
+    """{"config": {"seed": 1}, "splits": {"train": 5}} -> {"seed": 1, "train stories": 5}"""
+    return {**record.get("config", {}), **{f"{s} stories": n for s, n in record.get("splits", {}).items()}}
+
+
 def _check_record(out_dir: Path, record: dict) -> None:
     """Refuse to mix two different builds in one folder; otherwise note what this build is."""
     path = out_dir / BUILD_RECORD
@@ -108,7 +113,8 @@ def _check_record(out_dir: Path, record: dict) -> None:
         except json.JSONDecodeError:
             raise BuildError(f"{path}: not valid JSON; delete it or use another --out") from None
         if previous != record:
-            changed = sorted(k for k in record.keys() | previous.keys() if record.get(k) != previous.get(k))
+            now, before = _flatten(record), _flatten(previous)
+            changed = sorted(k for k in now.keys() | before.keys() if now.get(k) != before.get(k))
             raise BuildError(
                 f"{out_dir}: holds a build with other options ({', '.join(changed)} differ); "
                 "re-run with the same options to resume, or choose another --out"

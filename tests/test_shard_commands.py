@@ -1,0 +1,75 @@
+"""sv-data inspect / validate / preview, run as a user would."""
+import json
+import subprocess
+import sys
+
+import h5py
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+from shard_factory import write_shard
+
+from cli.data import main
+
+
+def run(*args):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def test_inspect_reports_header_labels_and_texts(tmp_path):
+    path = write_shard(tmp_path / "train.h5", stories=5)
+    result = run("inspect", path, "--json")
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.output)
+    assert summary["stories"] == 5 and summary["frames_per_story"] == 4 and summary["image_size"] == [16, 16]
+    assert summary["dataset"] == "synthetic" and summary["split"] == "train"
+    assert set(summary["label_frequencies"]) == {"red", "green", "blue"}
+    assert summary["text_words"]["mean"] == 4.0
+    assert summary["build_config"]["maker"] == "tests"
+    table = run("inspect", path)
+    assert "5 x 4 frames of 16x16" in table.output and "frame_number" in table.output
+
+
+def test_validate_passes_a_good_shard_and_lists_violations(tmp_path):
+    good = write_shard(tmp_path / "good.h5")
+    assert run("validate", good).exit_code == 0
+    bad = write_shard(tmp_path / "bad.h5")
+    with h5py.File(bad, "r+") as f:
+        f["labels"][0, 0, 0] = 2
+        f["images"][1, 1] = 0
+    result = run("validate", good, bad)
+    assert result.exit_code == 1
+    lines = [line for line in result.output.splitlines() if line.startswith(str(bad))]
+    assert len(lines) == 2
+
+
+def test_preview_draws_one_row_per_story(tmp_path):
+    path = write_shard(tmp_path / "train.h5", stories=12)
+    out = tmp_path / "sheet.png"
+    assert run("preview", path, "--out", out, "--stories", 3, "--seed", 1).exit_code == 0
+    with Image.open(out) as sheet:
+        three = sheet.size
+    run("preview", path, "--out", out, "--stories", 6)
+    with Image.open(out) as sheet:
+        six = sheet.size
+    assert three[0] == six[0] and six[1] == 2 * three[1]
+
+
+@pytest.mark.parametrize("command", ["inspect", "validate", "preview"])
+def test_bad_input_exits_2_with_one_line(tmp_path, command):
+    path = tmp_path / "video.h5"
+    path.write_bytes(b"not hdf5 at all")
+    extra = ["--out", str(tmp_path / "x.png")] if command == "preview" else []
+    result = subprocess.run([sys.executable, "-m", "cli.data", command, str(path), *extra],
+                            capture_output=True, text=True)
+    assert result.returncode == 2
+    assert result.stderr.strip() == f"error: {path}: not an HDF5 file"
+
+
+def test_every_command_has_help():
+    from cli.data import COMMANDS
+
+    for name in ["--help", *COMMANDS]:
+        args = [name] if name == "--help" else [name, "--help"]
+        result = run(*args)
+        assert result.exit_code == 0 and "Usage:" in result.output, (name, result.output)

@@ -1,0 +1,188 @@
+"""The shard format v1: writing, reading, joining, validating."""
+import h5py
+import numpy as np
+import pytest
+import torch
+from shard_factory import synthetic_batch, synthetic_spec, write_shard
+
+from sv_data.shards import (
+    FORMAT_VERSION,
+    ShardError,
+    ShardReader,
+    ShardWriter,
+    join_parts,
+    label_frequencies,
+    read_info,
+    validate,
+)
+from sv_data.torch_data import FrameDataset, StoryDataset
+
+
+def test_round_trip_keeps_every_array(tmp_path):
+    spec = synthetic_spec()
+    path = tmp_path / "train.h5"
+    with ShardWriter(path, spec) as writer:
+        writer.append(synthetic_batch(spec, 0, 3))
+        writer.append(synthetic_batch(spec, 3, 7))
+    expected = synthetic_batch(spec, 0, 7)
+    info = read_info(path)
+    assert info.num_stories == 7 and info.spec == spec
+    with ShardReader(path) as reader:
+        got = reader.read_stories(range(7))
+    np.testing.assert_array_equal(got.images, expected.images)
+    np.testing.assert_array_equal(got.labels, expected.labels)
+    np.testing.assert_array_equal(got.conditions, expected.conditions)
+    np.testing.assert_array_equal(got.extra["frame_number"], expected.extra["frame_number"])
+    assert got.texts == expected.texts and got.story_ids == expected.story_ids
+    with h5py.File(path) as f:
+        assert f["images"].chunks == (1, 4, 16, 16, 3)
+        assert f["images"].compression == "lzf"
+        assert f.attrs["sv_format_version"] == FORMAT_VERSION
+
+
+def test_reader_returns_stories_in_the_order_asked(tmp_path):
+    path = write_shard(tmp_path / "train.h5", stories=10)
+    with ShardReader(path) as reader:
+        got = reader.read_stories([7, 2, 2, 9])
+        assert got.story_ids == ["train-00007", "train-00002", "train-00002", "train-00009"]
+        frames = reader.read_images([3, 1], frames=[2, 0])
+        np.testing.assert_array_equal(frames[0], reader.read("images", [3])[0, 2])
+        with pytest.raises(IndexError):
+            reader.read("labels", [10])
+
+
+def test_a_crash_while_writing_leaves_no_file(tmp_path):
+    spec = synthetic_spec()
+    path = tmp_path / "train.h5"
+    with pytest.raises(RuntimeError):
+        with ShardWriter(path, spec) as writer:
+            writer.append(synthetic_batch(spec, 0, 2))
+            raise RuntimeError("killed")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_batch_of_the_wrong_shape_is_refused(tmp_path):
+    spec = synthetic_spec()
+    other = synthetic_spec(size=(8, 8))
+    with pytest.raises(ShardError, match="images has shape"):
+        with ShardWriter(tmp_path / "x.h5", spec) as writer:
+            writer.append(synthetic_batch(other, 0, 2))
+
+
+def test_join_parts_equals_one_file(tmp_path):
+    spec = synthetic_spec()
+    parts = []
+    for start, stop in [(0, 4), (4, 9)]:
+        with ShardWriter(tmp_path / f"part{start}.h5", spec, story_range=(start, stop)) as writer:
+            writer.append(synthetic_batch(spec, start, stop))
+        parts.append(tmp_path / f"part{start}.h5")
+    joined = join_parts(parts, tmp_path / "train.h5")
+    with ShardReader(joined) as reader:
+        got = reader.read_stories(range(9))
+        assert reader.info.story_range is None
+    np.testing.assert_array_equal(got.images, synthetic_batch(spec, 0, 9).images)
+    assert validate(joined) == []
+
+
+def test_join_refuses_overlapping_or_mismatched_parts(tmp_path):
+    spec = synthetic_spec()
+    for name in ("a", "b"):
+        with ShardWriter(tmp_path / f"{name}.h5", spec, story_range=(0, 3)) as writer:
+            writer.append(synthetic_batch(spec, 0, 3))
+    with pytest.raises(ShardError, match="more than one part"):
+        join_parts([tmp_path / "a.h5", tmp_path / "b.h5"], tmp_path / "joined.h5")
+    write_shard(tmp_path / "small.h5", stories=2, size=(8, 8))
+    with pytest.raises(ShardError, match="image_size differs"):
+        join_parts([tmp_path / "a.h5", tmp_path / "small.h5"], tmp_path / "joined.h5")
+    assert not (tmp_path / "joined.h5").exists()
+
+
+def test_validate_accepts_a_good_shard_and_names_each_violation(tmp_path):
+    good = write_shard(tmp_path / "good.h5", stories=5)
+    assert validate(good) == []
+    bad = write_shard(tmp_path / "bad.h5", stories=5)
+    with h5py.File(bad, "r+") as f:
+        f["labels"][1, 0, 0] = 3
+        f["story_ids"][4] = f["story_ids"][0]
+        texts = f["texts"][2]
+        texts[1] = "  "
+        f["texts"][2] = texts
+        f["images"][3, 2] = 7
+        f["conditions"][0, 0, 0] = np.nan
+    problems = validate(bad)
+    assert len(problems) == 5, problems
+    joined = "\n".join(problems)
+    for expected in ("not unique", "other than 0 and 1", "NaN", "empty text", "all one value"):
+        assert expected in joined
+    assert all(p.startswith(str(bad)) for p in problems)
+
+
+def test_validate_reports_shape_disagreement(tmp_path):
+    path = write_shard(tmp_path / "x.h5", stories=4)
+    with h5py.File(path, "r+") as f:
+        f["labels"].resize(3, axis=0)
+    assert any("labels has shape (3, 4, 3), expected (4, 4, 3)" in p for p in validate(path))
+
+
+def test_label_frequencies(tmp_path):
+    path = write_shard(tmp_path / "x.h5", stories=6)
+    with ShardReader(path) as reader:
+        labels = reader.read("labels", range(6))
+    freqs = label_frequencies(path)
+    assert freqs["green"] == pytest.approx(labels[..., 1].mean())
+
+
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        ("missing", "no such file"),
+        ("text", "not an HDF5 file"),
+        ("truncated", "damaged or truncated"),
+        ("newer", "version 2 is newer"),
+        ("no_labels", "missing labels"),
+        ("not_sv", "not an sv-shard"),
+    ],
+)
+def test_bad_files_give_one_line_naming_the_file(tmp_path, damage, message):
+    path = tmp_path / "x.h5"
+    if damage == "text":
+        path.write_text("hello")
+    elif damage != "missing":
+        write_shard(path, stories=20)
+        if damage == "truncated":
+            data = path.read_bytes()
+            path.write_bytes(data[: len(data) // 3])
+        else:
+            with h5py.File(path, "r+") as f:
+                if damage == "newer":
+                    f.attrs["sv_format_version"] = 2
+                elif damage == "no_labels":
+                    del f["labels"]
+                else:
+                    del f.attrs["sv_format"]
+    with pytest.raises(ShardError) as caught:
+        read_info(path)
+    assert message in str(caught.value)
+    assert str(caught.value).startswith(str(path)) and "\n" not in str(caught.value)
+
+
+def test_story_and_frame_datasets_batch_reads(tmp_path):
+    path = write_shard(tmp_path / "x.h5", stories=6)
+    stories = StoryDataset(path)
+    with ShardReader(path) as reader:
+        images = reader.read("images", range(6))
+        conditions = reader.read("conditions", range(6))
+    items = stories.__getitems__([4, 1])
+    assert items[0]["images"].dtype == torch.uint8 and items[0]["images"].shape == (4, 3, 16, 16)
+    np.testing.assert_array_equal(items[0]["images"].permute(0, 2, 3, 1).numpy(), images[4])
+    assert items[1]["index"] == 1
+    frames = FrameDataset(path, indices=[5, 2])
+    assert len(frames) == 8
+    item = frames[6]  # story 2, frame 2
+    assert (item["index"], item["frame"]) == (2, 2)
+    np.testing.assert_array_equal(item["image"].permute(1, 2, 0).numpy(), images[2, 2])
+    np.testing.assert_array_equal(item["story_conditions"].numpy(), conditions[2])
+    loader = torch.utils.data.DataLoader(stories, batch_size=4, num_workers=2, shuffle=True,
+                                         generator=torch.Generator().manual_seed(0))
+    seen = torch.cat([batch["index"] for batch in loader])
+    assert sorted(seen.tolist()) == list(range(6))
