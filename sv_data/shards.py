@@ -355,25 +355,25 @@ class ShardReader:
             self._file.close()
         self._file = None
 
-    def _rows(self, indices) -> tuple[np.ndarray, np.ndarray, slice | np.ndarray]:
-        """Indices as h5py wants them (increasing, unique; a slice when contiguous) and how to put them back."""
-        indices = np.asarray(indices, dtype=np.int64).reshape(-1)
-        n = len(self)
-        if indices.size and (indices.min() < 0 or indices.max() >= n):
-            raise IndexError(f"{self.path}: story index out of range 0..{n - 1}")
-        unique, inverse = np.unique(indices, return_inverse=True)
-        if unique.size and unique[-1] - unique[0] + 1 == unique.size:
-            return unique, inverse, slice(int(unique[0]), int(unique[-1]) + 1)
-        return unique, inverse, unique
-
     def read(self, name: str, indices) -> np.ndarray:
-        """Rows ``indices`` of one array (``images``, ``labels``, ``extra/...``), in the order asked for."""
-        unique, inverse, selection = self._rows(indices)
+        """Rows ``indices`` of one array (``images``, ``labels``, ``extra/...``), in the order asked for.
+
+        The rows are read as runs of consecutive indices, one slice each: h5py's own fancy indexing is two orders
+        of magnitude slower on chunked, compressed arrays.
+        """
+        indices = np.asarray(indices, dtype=np.int64).reshape(-1)
+        if indices.size and (indices.min() < 0 or indices.max() >= len(self)):
+            raise IndexError(f"{self.path}: story index out of range 0..{len(self) - 1}")
         ds = self.file[name]
-        if unique.size == 0:
-            return np.empty((0, *ds.shape[1:]), dtype=ds.dtype if not h5py.check_string_dtype(ds.dtype) else object)
-        data = ds.asstr()[selection] if h5py.check_string_dtype(ds.dtype) else ds[selection]
-        return data[inverse]
+        text = h5py.check_string_dtype(ds.dtype) is not None
+        source = ds.asstr() if text else ds
+        unique, inverse = np.unique(indices, return_inverse=True)
+        breaks = np.flatnonzero(np.diff(unique) != 1) + 1
+        runs = [source[int(run[0]) : int(run[-1]) + 1] for run in np.split(unique, breaks) if run.size]
+        if not runs:
+            return np.empty((0, *ds.shape[1:]), dtype=object if text else ds.dtype)
+        data = runs[0] if len(runs) == 1 else np.concatenate(runs)
+        return data if np.array_equal(unique, indices) else data[inverse]
 
     def read_images(self, indices, frames=None) -> np.ndarray:
         """uint8 (n, T, H, W, 3), or (n, H, W, 3) for one frame per story when ``frames`` gives it."""

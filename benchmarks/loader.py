@@ -1,0 +1,106 @@
+"""Stories per second from a shard into a training loop, against per-frame PNG files resized with PIL.
+
+The PNG loader is what StoryGAN's reference code does: one 320x240 PNG per frame, opened with PIL and resized to
+64x64 when the story is read. Both loaders go through the same DataLoader settings, and each batch is turned into
+float tensors as a training step would.
+
+    python benchmarks/loader.py [--stories 2000] [--workers 0 2] [--shard existing.h5]
+"""
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset
+
+from sv_data.shards import ShardReader, ShardSpec, ShardWriter, StoryBatch
+from sv_data.torch_data import StoryDataset
+
+T, SIZE, PNG_SIZE = 4, 64, (320, 240)
+
+
+def clevr_like_frames(rng: np.random.Generator, width: int, height: int) -> np.ndarray:
+    """T frames of a grey floor with k coloured discs on frame k: compresses like real renders, unlike noise."""
+    yy, xx = np.mgrid[0:height, 0:width]
+    floor = (100 + 40 * yy / height + rng.normal(0, 3, (height, width)))[..., None].repeat(3, axis=2)
+    frames = np.empty((T, height, width, 3), np.uint8)
+    canvas = floor.copy()
+    for k in range(T):
+        cx, cy, r = rng.uniform(0.15, 0.85) * width, rng.uniform(0.3, 0.85) * height, rng.uniform(0.05, 0.12) * width
+        disc = (xx - cx) ** 2 + (yy - cy) ** 2 < r**2
+        canvas[disc] = rng.integers(20, 255, 3)
+        frames[k] = np.clip(canvas, 0, 255)
+    return frames
+
+
+def make_data(folder: Path, stories: int) -> tuple[Path, Path]:
+    rng = np.random.default_rng(0)
+    png_dir = folder / "png"
+    png_dir.mkdir()
+    spec = ShardSpec("benchmark", "train", T, (SIZE, SIZE), ("a",), 75)
+    shard = folder / "train.h5"
+    with ShardWriter(shard, spec) as writer:
+        for start in range(0, stories, 100):
+            n = min(100, stories - start)
+            big = np.stack([clevr_like_frames(rng, *PNG_SIZE) for _ in range(n)])
+            small = np.stack([[np.asarray(Image.fromarray(f).resize((SIZE, SIZE), Image.BICUBIC)) for f in s]
+                              for s in big])
+            for j, story in enumerate(big):
+                for k, frame in enumerate(story):
+                    Image.fromarray(frame).save(png_dir / f"CLEVR_new_{start + j:06d}_{k + 1}.png")
+            writer.append(StoryBatch(small, [["text"] * T] * n, [f"s{start + j}" for j in range(n)],
+                                     np.zeros((n, T, 1)), np.zeros((n, T, 75))))
+    return shard, png_dir
+
+
+class PngStories(Dataset):
+    def __init__(self, folder: Path, stories: int):
+        self.folder, self.stories = folder, stories
+
+    def __len__(self):
+        return self.stories
+
+    def __getitem__(self, i):
+        frames = [np.asarray(Image.open(self.folder / f"CLEVR_new_{i:06d}_{k + 1}.png").convert("RGB")
+                             .resize((SIZE, SIZE), Image.BICUBIC)) for k in range(T)]
+        return {"images": torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2)}
+
+
+def stories_per_second(dataset, workers: int, batch: int, epochs: int = 2) -> float:
+    loader = DataLoader(dataset, batch_size=batch, shuffle=True, num_workers=workers, drop_last=True,
+                        persistent_workers=workers > 0)
+    seen, start = 0, None
+    for epoch in range(epochs + 1):  # epoch 0 warms up workers and the page cache
+        if epoch == 1:
+            start, seen = time.perf_counter(), 0
+        for batch_ in loader:
+            images = batch_["images"].float().div_(127.5).sub_(1)
+            seen += images.shape[0]
+    return seen / (time.perf_counter() - start)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--stories", type=int, default=2000)
+    parser.add_argument("--batch", type=int, default=24, help="StoryGAN's story batch")
+    parser.add_argument("--workers", type=int, nargs="+", default=[0, 2])
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        shard, png_dir = make_data(Path(tmp), args.stories)
+        size_mb = shard.stat().st_size / 1e6
+        png_mb = sum(p.stat().st_size for p in png_dir.iterdir()) / 1e6
+        print(f"{args.stories} stories of {T}x{SIZE}x{SIZE}: shard {size_mb:.1f} MB, PNG frames {png_mb:.1f} MB")
+        print(f"{'workers':>8} {'shard stories/s':>16} {'PNG stories/s':>14} {'ratio':>7}")
+        for workers in args.workers:
+            fast = stories_per_second(StoryDataset(shard), workers, args.batch)
+            slow = stories_per_second(PngStories(png_dir, args.stories), workers, args.batch)
+            print(f"{workers:>8} {fast:>16.0f} {slow:>14.0f} {fast / slow:>6.1f}x")
+
+
+if __name__ == "__main__":
+    main()
