@@ -100,18 +100,25 @@ def _work(chunk: Chunk) -> Chunk:
 
 
 def _flatten(record: dict) -> dict:
-    """{"config": {"seed": 1}, "splits": {"train": 5}} -> {"seed": 1, "train stories": 5}"""
-    return {**record.get("config", {}), **{f"{s} stories": n for s, n in record.get("splits", {}).items()}}
+    """{"config": {"seed": 1}, "splits": {"train": 5}, ...} -> {"seed": 1, "train stories": 5, ...}"""
+    flat = {k: v for k, v in record.items() if k not in ("config", "splits")}
+    return {**flat, **record.get("config", {}), **{f"{s} stories": n for s, n in record.get("splits", {}).items()}}
+
+
+def _read_record(out_dir: Path) -> dict:
+    path = out_dir / BUILD_RECORD
+    if not path.exists():
+        raise BuildError(f"{out_dir}: no {BUILD_RECORD} here, so this is not a build folder")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError:
+        raise BuildError(f"{path}: not valid JSON; delete it or use another --out") from None
 
 
 def _check_record(out_dir: Path, record: dict) -> None:
     """Refuse to mix two different builds in one folder; otherwise note what this build is."""
-    path = out_dir / BUILD_RECORD
-    if path.exists():
-        try:
-            previous = json.loads(path.read_text())
-        except json.JSONDecodeError:
-            raise BuildError(f"{path}: not valid JSON; delete it or use another --out") from None
+    if (out_dir / BUILD_RECORD).exists():
+        previous = _read_record(out_dir)
         if previous != record:
             now, before = _flatten(record), _flatten(previous)
             changed = sorted(k for k in now.keys() | before.keys() if now.get(k) != before.get(k))
@@ -120,9 +127,10 @@ def _check_record(out_dir: Path, record: dict) -> None:
                 "re-run with the same options to resume, or choose another --out"
             )
         return
-    tmp = path.with_suffix(".json.tmp")
+    # Several array jobs may write this at once: each writes the same text through its own temporary file.
+    tmp = out_dir / f".{BUILD_RECORD}.{os.getpid()}.tmp"
     tmp.write_text(json.dumps(record, indent=2, sort_keys=True))
-    os.replace(tmp, path)
+    os.replace(tmp, out_dir / BUILD_RECORD)
 
 
 def build(
@@ -133,43 +141,80 @@ def build(
     chunk_size: int = 50,
     progress: bool = True,
     desc: str = "stories",
+    ray_address: str | None = None,
+    shard: tuple[int, int] | None = None,
 ) -> dict[str, Path]:
-    """Build every split of ``split_sizes`` into ``out_dir``, resuming whatever an earlier run finished."""
+    """Build every split of ``split_sizes`` into ``out_dir``, resuming whatever an earlier run finished.
+
+    ``ray_address`` runs the chunks as tasks of a Ray cluster (``"local"`` starts one here). ``shard=(i, n)``
+    builds only every n-th chunk starting at i, for one job of a batch-scheduler array, and leaves the joining
+    to :func:`merge`. Returns the split files that exist when it is done.
+    """
+    if workers < 1:
+        raise BuildError(f"workers must be >= 1, got {workers}")
+    if shard is not None and not 0 <= shard[0] < shard[1]:
+        raise BuildError(f"shard index must be in 0..num_shards-1, got {shard[0]} of {shard[1]}")
     out_dir = Path(out_dir)
     parts_dir = out_dir / "parts"
     parts_dir.mkdir(parents=True, exist_ok=True)
-    for stale in parts_dir.glob(".*.tmp"):  # left by a worker that was killed mid-chunk
-        stale.unlink()
-    record = {"config": job.config(), "splits": {s: int(n) for s, n in split_sizes.items() if n}}
-    _check_record(out_dir, record)
+    if shard is None:
+        for stale in parts_dir.glob(".*.tmp"):  # left by a worker that was killed mid-chunk
+            stale.unlink()
+    sizes = {s: int(n) for s, n in split_sizes.items() if n}
+    _check_record(out_dir, {"config": job.config(), "splits": sizes, "chunk_size": chunk_size})
 
-    targets = {s: out_dir / f"{s}.h5" for s, n in split_sizes.items() if n}
-    chunks = [c for c in plan_chunks(split_sizes, chunk_size) if not targets[c.split].exists()]
-    todo = [c for c in chunks if not (parts_dir / c.part_name).exists()]
-    total = sum(n for s, n in split_sizes.items() if n)
-    done = total - sum(c.size for c in todo)
-
-    bar = tqdm(total=total, initial=done, unit="story", desc=desc, disable=not progress, dynamic_ncols=True)
+    chunks = [c for c in plan_chunks(sizes, chunk_size) if not (out_dir / f"{c.split}.h5").exists()]
+    mine = chunks if shard is None else chunks[shard[0] :: shard[1]]
+    todo = [c for c in mine if not (parts_dir / c.part_name).exists()]
+    total = sum(c.size for c in mine)
+    bar = tqdm(total=total, initial=total - sum(c.size for c in todo), unit="story", desc=desc,
+               disable=not progress, dynamic_ncols=True)
     try:
-        if todo:
+        if todo and ray_address is not None:
+            from sv_data.ray_runner import run_on_ray
+
+            run_on_ray(job, todo, parts_dir, ray_address, workers, bar.update)
+        elif todo:
             _run(job, todo, parts_dir, workers, bar.update)
     finally:
         bar.close()
-    for split, target in targets.items():
+    return merge(out_dir) if shard is None else _finished(out_dir, sizes)
+
+
+def merge(out_dir: os.PathLike | str) -> dict[str, Path]:
+    """Join the finished parts of every split of a build folder into its split file.
+
+    Works for parts made by any scheduler, since the folder's ``build.json`` says which parts make a split.
+    A split with missing parts is an error that says how many are missing.
+    """
+    out_dir = Path(out_dir)
+    record = _read_record(out_dir)
+    sizes, parts_dir = record["splits"], out_dir / "parts"
+    chunks = plan_chunks(sizes, record["chunk_size"])
+    for split in (s for s in SPLITS if s in sizes):
+        target = out_dir / f"{split}.h5"
         if target.exists():
             continue
         parts = [parts_dir / c.part_name for c in chunks if c.split == split]
+        missing = [p.name for p in parts if not p.exists()]
+        if missing:
+            raise BuildError(
+                f"{out_dir}: {len(missing)} of {len(parts)} parts of {split} are not built yet (e.g. {missing[0]}); "
+                "finish the build first"
+            )
         join_parts(parts, target)
         for part in parts:
             part.unlink()
     if parts_dir.exists() and not any(parts_dir.iterdir()):
         parts_dir.rmdir()
-    return targets
+    return _finished(out_dir, sizes)
+
+
+def _finished(out_dir: Path, sizes: Mapping[str, int]) -> dict[str, Path]:
+    return {s: out_dir / f"{s}.h5" for s in sizes if (out_dir / f"{s}.h5").exists()}
 
 
 def _run(job: StoryJob, todo: list[Chunk], parts_dir: Path, workers: int, update: Callable[[int], None]) -> None:
-    if workers < 1:
-        raise BuildError(f"workers must be >= 1, got {workers}")
     if workers == 1:
         job.setup()
         for chunk in todo:

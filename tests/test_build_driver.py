@@ -1,4 +1,6 @@
 """The chunked build driver: parts, joins, resume, and independence from the number of workers."""
+import sys
+
 import numpy as np
 import pytest
 from shard_factory import SyntheticJob
@@ -60,3 +62,40 @@ def test_resuming_with_other_options_is_refused(tmp_path):
     build(SyntheticJob(seed=1), tmp_path, {"train": 2}, progress=False)
     with pytest.raises(BuildError, match="seed differ"):
         build(SyntheticJob(seed=2), tmp_path, {"train": 2}, progress=False)
+
+
+def test_array_jobs_build_their_shards_and_merge_joins_them(tmp_path):
+    from sv_data.build import merge
+
+    build(SyntheticJob(), tmp_path / "straight", SIZES, chunk_size=4, progress=False)
+    out = tmp_path / "array"
+    for index in (1, 0):  # any order, as a scheduler would run them
+        done = build(SyntheticJob(), out, SIZES, chunk_size=4, progress=False, shard=(index, 2))
+        assert done == {}
+    assert len(list((out / "parts").glob("*.h5"))) == 5
+    merge(out)
+    assert_same_build(tmp_path / "straight", out)
+
+
+def test_merge_says_what_is_missing(tmp_path):
+    from sv_data.build import merge
+
+    build(SyntheticJob(), tmp_path, SIZES, chunk_size=4, progress=False, shard=(0, 3))
+    with pytest.raises(BuildError, match=r"2 of 3 parts of train are not built yet"):
+        merge(tmp_path)
+
+
+def test_a_ray_build_resumes_after_a_crash_and_equals_the_local_build(tmp_path):
+    build(SyntheticJob(), tmp_path / "local", SIZES, chunk_size=4, progress=False)
+    out = tmp_path / "ray"
+    with pytest.raises(BuildError, match="failed 4 times"):
+        build(SyntheticJob(fail_at=9), out, SIZES, workers=2, chunk_size=4, progress=False, ray_address="local")
+    assert (out / "parts" / "train-000000000-000000004.h5").exists()
+    build(SyntheticJob(), out, SIZES, workers=2, chunk_size=4, progress=False, ray_address="local")
+    assert_same_build(tmp_path / "local", out)
+
+
+def test_ray_missing_says_how_to_install(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # what `import ray` meets where Ray is not installed
+    with pytest.raises(BuildError, match=r"pip install 'svkit\[ray\]'"):
+        build(SyntheticJob(), tmp_path, SIZES, chunk_size=4, progress=False, ray_address="local")
