@@ -7,6 +7,7 @@ COMMANDS = {
     "inspect": "cli.shard_commands:inspect",
     "validate": "cli.shard_commands:validate",
     "preview": "cli.shard_commands:preview",
+    "merge": "cli.shard_commands:merge",
     "build-clevr": "cli.clevr:build_clevr",
     "import-storygan-clevr": "cli.clevr:import_storygan_clevr",
     "build-pororo": "cli.pororo:build_pororo",

@@ -50,3 +50,17 @@ def preview(shard, out, stories, seed):
     from sv_data.preview import write_preview
 
     click.echo(f"wrote {write_preview(shard, out, stories, seed)}")
+
+
+@click.command()
+@click.argument("out_dir", type=click.Path(file_okay=False, exists=True))
+def merge(out_dir):
+    """Join the finished part files of a build folder into its split files.
+
+    For builds run as several jobs (--shard-index/--num-shards, e.g. a Slurm array) or by another scheduler: each
+    part is a self-describing shard, and the folder's build.json says which parts make each split.
+    """
+    from sv_data.build import merge as join_finished_parts
+
+    for split, path in join_finished_parts(out_dir).items():
+        click.echo(f"{split}: {path}")

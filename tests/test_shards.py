@@ -186,3 +186,29 @@ def test_story_and_frame_datasets_batch_reads(tmp_path):
                                          generator=torch.Generator().manual_seed(0))
     seen = torch.cat([batch["index"] for batch in loader])
     assert sorted(seen.tolist()) == list(range(6))
+
+
+def test_random_pool_frame_draws_each_frame_from_its_own_pool(tmp_path):
+    from sv_data.shards import ExtraSpec, ShardSpec, StoryBatch
+
+    t, k, n = 3, 4, 2
+    spec = ShardSpec("synthetic", "train", t, (4, 4), ("a",), 1,
+                     extras={"frame_pool": ExtraSpec((t, k, 4, 4, 3), "uint8", "candidate frames")})
+    # Candidate j of frame f of story i is filled with the value 100*i + 10*f + j: each draw says where it came from.
+    pool = np.zeros((n, t, k, 4, 4, 3), np.uint8)
+    for i, f, j in np.ndindex(n, t, k):
+        pool[i, f, j] = 100 * i + 10 * f + j
+    with ShardWriter(tmp_path / "p.h5", spec) as writer:
+        writer.append(StoryBatch(pool[:, :, 0], [["x"] * t] * n, ["s0", "s1"], np.zeros((n, t, 1)),
+                                 np.zeros((n, t, 1)), {"frame_pool": pool}))
+    dataset = StoryDataset(tmp_path / "p.h5", random_pool_frame=True)
+    drawn = set()
+    for _ in range(30):
+        images = dataset[1]["images"]  # (T, 3, H, W)
+        for f in range(t):
+            value = int(images[f, 0, 0, 0])
+            assert value // 10 == 10 + f  # story 1, frame f
+            drawn.add(value % 10)
+    assert drawn == set(range(k))
+    with pytest.raises(ValueError, match="frame_pool"):
+        StoryDataset(write_shard(tmp_path / "plain.h5"), random_pool_frame=True)

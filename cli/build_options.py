@@ -1,0 +1,48 @@
+"""Options that every dataset build shares: where the work runs and how it is cut into chunks."""
+from __future__ import annotations
+
+import functools
+import os
+
+import click
+
+from sv_data.errors import SvkitError
+
+
+def build_options(default_chunk: int):
+    """Add --workers, --chunk-size, --ray, --shard-index and --num-shards; the command receives them as one
+    dict ``run`` of keyword arguments for :func:`sv_data.build.build`."""
+
+    def decorate(command):
+        @click.option("--workers", type=click.IntRange(min=1), default=os.cpu_count() or 1, show_default="all cores",
+                      help="Worker processes on this machine (or Ray actors with --ray).")
+        @click.option("--chunk-size", type=click.IntRange(min=1), default=default_chunk, show_default=True,
+                      help="Stories per part file: the unit of work, of resuming and of retries.")
+        @click.option("--ray", "ray_address", metavar="ADDRESS",
+                      help="Run the chunks on a Ray cluster at ADDRESS ('auto' for the one this node belongs to; "
+                           "'local' starts one here). The output folder must be on storage all nodes share.")
+        @click.option("--shard-index", type=click.IntRange(min=0),
+                      help="Build only this job's share of the chunks (a Slurm array task: $SLURM_ARRAY_TASK_ID); "
+                           "join them afterwards with `sv-data merge`.")
+        @click.option("--num-shards", type=click.IntRange(min=1), help="Number of jobs sharing the build.")
+        @functools.wraps(command)
+        def wrapper(*args, workers, chunk_size, ray_address, shard_index, num_shards, **kwargs):
+            if (shard_index is None) != (num_shards is None):
+                raise SvkitError("--shard-index and --num-shards go together")
+            if shard_index is not None and shard_index >= num_shards:
+                raise SvkitError(f"--shard-index must be below --num-shards ({num_shards}), got {shard_index}")
+            shard = None if shard_index is None else (shard_index, num_shards)
+            run = dict(workers=workers, chunk_size=chunk_size, ray_address=ray_address, shard=shard)
+            return command(*args, run=run, **kwargs)
+
+        return wrapper
+
+    return decorate
+
+
+def report_outputs(targets: dict, out_dir) -> None:
+    """The closing lines of a build: the split files made, or how to finish an array build."""
+    if not targets:
+        click.echo(f"this job's parts are in {out_dir}/parts; when every job is done: sv-data merge {out_dir}")
+    for split, path in targets.items():
+        click.echo(f"{split}: {path}")
