@@ -1,0 +1,59 @@
+"""What a build could not use, and why: one row per problem, written next to the output."""
+from __future__ import annotations
+
+import csv
+import io
+import os
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable
+
+REPORT_NAME = "report.tsv"
+REPORT_COLUMNS = ("skipped", "line", "episode", "clip", "video", "reason")
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing that was skipped: a ``record`` (one row of the description file; its clip may still be used
+    through other records), a ``clip``, an ``episode`` or a ``story``. ``line`` is the description file's line (0
+    when the problem is not about one line); ``clip`` is None for an entry about a whole episode or a record whose
+    clip number could not be read."""
+
+    reason: str
+    line: int = 0
+    episode: str = ""
+    clip: int | None = None
+    video: str = ""
+    skipped: str = "clip"
+
+    @property
+    def kind(self) -> str:
+        """The reason without its particulars (the text before the first colon), for counting in a summary."""
+        return self.reason.split(":", 1)[0]
+
+    def row(self) -> tuple[str, ...]:
+        line = str(self.line) if self.line else ""
+        clip = "" if self.clip is None else str(self.clip)
+        return (self.skipped, line, self.episode, clip, self.video, self.reason)
+
+
+def write_report(path: os.PathLike | str, problems: Iterable[Problem], header_notes: Iterable[str] = ()) -> Path:
+    """Write the report as tab-separated text (atomically). ``header_notes`` become leading ``#`` lines."""
+    path = Path(path)
+    buffer = io.StringIO()
+    for note in header_notes:
+        buffer.write(f"# {note}\n")
+    writer = csv.writer(buffer, delimiter="\t", lineterminator="\n")
+    writer.writerow(REPORT_COLUMNS)
+    writer.writerows(p.row() for p in problems)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(buffer.getvalue(), encoding="utf-8")
+    os.replace(tmp, path)
+    return path
+
+
+def count_kinds(problems: Iterable[Problem]) -> str:
+    """``"video not found 2, empty description 1"``, most frequent first."""
+    counts = Counter(p.kind for p in problems)
+    return ", ".join(f"{kind} {n}" for kind, n in counts.most_common())

@@ -1,0 +1,74 @@
+"""Frame sampling from real videos written by the test (sv_data.pororo.video)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from test_pororo_media import read_code, write_video
+
+from sv_data.pororo.video import ClipRequest, sample_video
+
+FPS = 10
+
+
+@pytest.mark.parametrize("suffix", [".mp4", ".avi", ".gif"])
+def test_every_sampled_frame_lies_inside_its_clip(tmp_path, suffix):
+    path = write_video(tmp_path / f"episode{suffix}", frames=80, fps=FPS, video=3)
+    ranges = [(0.0, 1.5), (1.5, 3.2), (3.2, 3.35), (2.0, 6.0), (6.0, 8.0)]  # one overlaps two others
+    requests = [ClipRequest(f"ep/{i}", start, end) for i, (start, end) in enumerate(ranges)]
+    clips = sample_video(path, requests, frames_per_clip=4, image_size=24, seed=7)
+    for (start, end), clip in zip(ranges, clips):
+        assert clip.problem is None, clip.problem
+        codes = [read_code(image) for image in clip.images]
+        assert all(video == 3 for video, _ in codes)
+        frames = [index for _, index in codes]
+        assert frames == clip.frame_index.tolist()
+        assert all(start <= f / FPS < end + 1e-9 for f in frames), (start, end, frames)
+        np.testing.assert_allclose(clip.frame_time, clip.frame_index / FPS, atol=1e-6)
+        assert frames[: len(set(frames))] == sorted(set(frames))  # time order, then repeats if too few
+        assert 0 <= clip.primary < 4
+    # A clip of 2 frames (3.2-3.35 s) fills its 4 places by repeating them; the others have 4 distinct frames.
+    assert sorted(set(clips[2].frame_index.tolist())) == [32, 33]
+    assert all(len(set(c.frame_index.tolist())) == 4 for i, c in enumerate(clips) if i != 2)
+
+
+def test_same_seed_same_frames_other_seed_other_frames(tmp_path):
+    path = write_video(tmp_path / "v.avi", frames=200, fps=FPS)
+    requests = [ClipRequest(f"ep/{i}", 2.0 * i, 2.0 * (i + 1)) for i in range(10)]
+
+    def frames(seed):
+        return [c.frame_index.tolist() for c in sample_video(path, requests, 1, 16, seed)]
+
+    assert frames(1) == frames(1)
+    assert frames(1) != frames(2)
+    # The choice depends only on (seed, clip): sampling one clip alone gives the same frame as in company.
+    alone = sample_video(path, [requests[4]], 1, 16, 1)[0].frame_index.tolist()
+    assert alone == frames(1)[4]
+
+
+def test_whole_file_clips_of_gifs(tmp_path):
+    gif = write_video(tmp_path / "3.gif", frames=23, fps=FPS, video=9)
+    (clip,) = sample_video(gif, [ClipRequest("ep/3")], frames_per_clip=23, image_size=16, seed=0)
+    assert clip.problem is None
+    assert [read_code(im) for im in clip.images] == [(9, i) for i in range(23)]
+
+
+def test_bad_videos_and_time_ranges_are_named(tmp_path):
+    good = write_video(tmp_path / "good.avi", frames=50, fps=FPS)
+    clips = sample_video(good, [ClipRequest("a", 7.0, 9.0), ClipRequest("b", 4.0, 6.5), ClipRequest("c", 1.01, 1.05),
+                                ClipRequest("d", 0.0, 5.0)], 1, 16, 0)
+    reasons = [c.problem for c in clips]
+    assert reasons[0].startswith("time range outside the video: the clip starts at 7 s")
+    assert reasons[1].startswith("time range outside the video: the clip ends at 6.5 s")
+    assert reasons[2] == "empty time range: 1.01-1.05 s holds no frame"
+    assert reasons[3] is None
+
+    junk = tmp_path / "junk.mp4"
+    junk.write_bytes(np.random.default_rng(0).integers(0, 256, 5000, dtype=np.uint8).tobytes())
+    assert sample_video(junk, [ClipRequest("x")], 1, 16, 0)[0].problem.startswith("cannot open video")
+
+    for name in ("cut.avi", "cut.gif"):
+        whole = write_video(tmp_path / f"whole-{name}", frames=60, fps=FPS).read_bytes()
+        cut = tmp_path / name
+        cut.write_bytes(whole[: len(whole) // 2])
+        (clip,) = sample_video(cut, [ClipRequest("y")], 1, 16, 0)
+        assert clip.problem.startswith("truncated video: decoding stops after"), (name, clip.problem)
