@@ -1,0 +1,109 @@
+"""The training loop that both evaluators share: in-memory arrays, AdamW with a one-cycle schedule, random
+horizontal flips, and a state file written after every epoch so that an interrupted run resumes where it stopped.
+
+The order of the samples in epoch e depends only on (seed, e), so a resumed run sees the same batches as an
+uninterrupted one.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from sv_data.errors import SvkitError
+from sv_model.checkpoint import save_atomically
+
+LossFunction = Callable[..., torch.Tensor]  # (model, *batch tensors on the device) -> scalar
+
+
+@dataclass(frozen=True)
+class FitOptions:
+    epochs: int
+    batch_size: int
+    learning_rate: float
+    weight_decay: float
+    seed: int
+
+
+def _flip(batch: list[torch.Tensor], flip: torch.Tensor, spatial: Sequence[bool]) -> list[torch.Tensor]:
+    """Mirror the chosen samples left-right in every tensor that has a width axis (the last one)."""
+    return [torch.where(flip.view(-1, *[1] * (t.dim() - 1)), t.flip(-1), t) if s else t for t, s in zip(batch, spatial)]
+
+
+def fit(
+    model: nn.Module,
+    loss_fn: LossFunction,
+    arrays: Sequence[np.ndarray],
+    spatial: Sequence[bool],
+    options: FitOptions,
+    device: torch.device,
+    state_path: Path,
+    prepare: Callable[[torch.Tensor], torch.Tensor] = lambda x: x,
+) -> list[float]:
+    """Train ``model`` on rows of ``arrays`` (the first is the uint8 images, NHWC; targets follow, with their
+    width axis last where ``spatial`` says so). ``prepare`` turns a batch of NCHW uint8 images into the model's
+    input. Returns the mean loss of each epoch; resumes from ``state_path`` if it holds an unfinished run with the
+    same options, and removes it when done."""
+    n = len(arrays[0])
+    if n < options.batch_size:
+        raise SvkitError(f"only {n} training frames, fewer than one batch of {options.batch_size}")
+    steps_per_epoch = n // options.batch_size
+    model.to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=options.learning_rate, weight_decay=options.weight_decay)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=options.learning_rate, total_steps=options.epochs * steps_per_epoch, pct_start=0.15
+    )
+    losses: list[float] = []
+    if state_path.exists():
+        state = torch.load(state_path, map_location="cpu", weights_only=True)
+        if state["options"] != asdict(options) or state["frames"] != n:
+            raise SvkitError(
+                f"{state_path}: an unfinished training with other options or data is here; remove it or use the "
+                "same options"
+            )
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        schedule.load_state_dict(state["schedule"])
+        losses = list(state["losses"])
+    torch.manual_seed(options.seed)
+    for epoch in range(len(losses), options.epochs):
+        order = np.random.default_rng([options.seed, epoch]).permutation(n)[: steps_per_epoch * options.batch_size]
+        flips = torch.from_numpy(np.random.default_rng([options.seed, epoch, 1]).random(n) < 0.5)
+        model.train()
+        total = 0.0
+        bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{options.epochs}", unit="batch", leave=False)
+        for step in bar:
+            rows = np.sort(order[step * options.batch_size : (step + 1) * options.batch_size])
+            batch = [torch.from_numpy(a[rows]) for a in arrays]
+            batch[0] = batch[0].permute(0, 3, 1, 2)
+            batch = [t.to(device, non_blocking=True) for t in _flip(batch, flips[rows], spatial)]
+            loss = loss_fn(model, prepare(batch[0]), *batch[1:])
+            if not math.isfinite(loss.item()):
+                raise RuntimeError(f"loss became {loss.item()} at epoch {epoch + 1}, step {step}")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+            total += loss.item()
+            bar.set_postfix(loss=f"{total / (step + 1):.4f}")
+        losses.append(total / steps_per_epoch)
+        tqdm.write(f"epoch {epoch + 1}/{options.epochs}: loss {losses[-1]:.4f}")
+        save_atomically(
+            {
+                "options": asdict(options),
+                "frames": n,
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "schedule": schedule.state_dict(),
+                "losses": losses,
+            },
+            state_path,
+        )
+    model.eval()
+    return losses
