@@ -1,0 +1,214 @@
+"""The CLEVR-SV StoryJob: sample a scene, render its four frames, describe them, pack a StoryBatch."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator, Mapping
+
+import numpy as np
+
+from sv_data.clevr.descriptions import describe
+from sv_data.clevr.scene import (
+    CONDITION_DIM,
+    LABEL_NAMES,
+    NUM_OBJECTS,
+    Scene,
+    attribute_labels,
+    condition_vectors,
+    min_visible_pixels,
+    project,
+    sample_scene,
+    story_rng,
+)
+from sv_data.errors import SvkitError
+from sv_data.shards import ExtraSpec, ShardSpec, StoryBatch
+
+DATASET = "clevr-sv"
+SCENE_STREAM, TEXT_STREAM = 0, 1
+MAX_SCENE_TRIES = 1000
+
+
+def extra_specs(image_size: int) -> dict[str, ExtraSpec]:
+    """The ``extra/`` arrays of a CLEVR-SV shard (docs/clevr.md explains each)."""
+    n, s = NUM_OBJECTS, image_size
+    return {
+        "shape": ExtraSpec((n,), "uint8", "shape of object k: index into cube, sphere, cylinder"),
+        "color": ExtraSpec((n,), "uint8", "colour of object k: index into gray, red, blue, green, brown, purple, cyan, yellow"),
+        "material": ExtraSpec((n,), "uint8", "material of object k: index into rubber, metal"),
+        "size": ExtraSpec((n,), "uint8", "size of object k: index into large (scale 0.7), small (scale 0.35)"),
+        "position": ExtraSpec((n, 3), "float32", "world x, y, z of the centre of object k"),
+        "yaw": ExtraSpec((n,), "float32", "rotation of object k about the vertical axis, degrees"),
+        "pixel_coords": ExtraSpec((n, n, 3), "float32",
+                                  "[t, k] = (x, y, depth) of object k's centre in frame t: pixels from the top-left "
+                                  "corner (y down), depth along the view axis; -1 when object k is not in frame t"),
+        "boxes": ExtraSpec((n, n, 4), "int16",
+                           "[t, k] = (x0, y0, x1, y1) box of object k's visible pixels in masks[t] (x1, y1 "
+                           "exclusive); -1 when object k is not in frame t"),
+        "pixel_counts": ExtraSpec((n, n), "int32", "[t, k] = pixels of object k visible in masks[t]"),
+        "masks": ExtraSpec((n, s, s), "uint8", "instance mask of frame t: 0 background, k + 1 object k"),
+        "camera_position": ExtraSpec((3,), "float32", "world position of the camera (jittered); it looks at the origin"),
+        "camera_right": ExtraSpec((3,), "float32", "the camera's ground-plane right direction (unit, z = 0)"),
+        "camera_front": ExtraSpec((3,), "float32", "ground-plane direction towards the camera: 'in front of' (unit)"),
+        "light_positions": ExtraSpec((3, 3), "float32", "world positions of the key, fill and back lights (jittered)"),
+        "text_anchor": ExtraSpec((n,), "int8", "object the sentence of frame t places the new object against; -1: none"),
+        "text_relation": ExtraSpec((n,), "int8", "relation of that sentence: index into left, right, front, behind; -1: none"),
+    }
+
+
+@dataclass
+class ClevrJob:
+    """Builds CLEVR-SV stories; holds only plain options until :meth:`setup` starts Blender in the process."""
+
+    seed: int = 0
+    image_size: int = 64
+    samples: int = 16
+    denoise: bool = True
+    device: str = "cpu"
+    threads: int = 0  # Cycles threads per process; 0 = all cores. Does not change the output.
+    _renderer: object = field(default=None, init=False, repr=False, compare=False)
+
+    def config(self) -> dict:
+        return {"dataset": DATASET, "seed": self.seed, "image_size": self.image_size, "samples": self.samples,
+                "denoise": self.denoise, "device": self.device}
+
+    def spec(self, split: str) -> ShardSpec:
+        return ShardSpec(
+            dataset=DATASET,
+            split=split,
+            frames_per_story=NUM_OBJECTS,
+            image_size=(self.image_size, self.image_size),
+            label_names=LABEL_NAMES,
+            condition_dim=CONDITION_DIM,
+            build_config=self.config(),
+            extras=extra_specs(self.image_size),
+        )
+
+    def setup(self) -> None:
+        from sv_data.clevr.render import ClevrRenderer
+
+        if self._renderer is None:
+            self._renderer = ClevrRenderer(self.image_size, self.samples, self.denoise, self.device, self.threads)
+
+    def __getstate__(self):
+        return {**self.__dict__, "_renderer": None}
+
+    def stories(self, split: str, start: int, stop: int) -> Iterator[StoryBatch]:
+        self.setup()
+        for index in range(start, stop):
+            yield self.story(split, index)
+
+    def story(self, split: str, index: int) -> StoryBatch:
+        """Story ``index`` of ``split``: a function of (seed, split, index) and the rendering options only."""
+        rng = story_rng(self.seed, split, index, SCENE_STREAM)
+        need = min_visible_pixels((self.image_size, self.image_size))
+        for _ in range(MAX_SCENE_TRIES):
+            scene = sample_scene(rng)
+            if not self._all_in_frame(scene):
+                continue
+            self._renderer.set_scene(scene)
+            last = self._renderer.render(NUM_OBJECTS - 1)
+            counts = np.bincount(last[1].ravel(), minlength=NUM_OBJECTS + 1)[1:]
+            if counts.min() >= need:  # every object visible in the last frame is visible in every frame
+                break
+        else:
+            raise SvkitError(f"{split} story {index}: no scene with every object visible in {MAX_SCENE_TRIES} tries")
+        frames = [self._renderer.render(t) for t in range(NUM_OBJECTS - 1)] + [last]
+        return pack_story(scene, frames, split, index, self.seed)
+
+    def _all_in_frame(self, scene: Scene) -> bool:
+        """Cheap early rejection (before rendering) of scenes with an object centre outside the image."""
+        size = self.image_size
+        xy = project(scene.studio, np.array([o.position for o in scene.objects]), (size, size))[:, :2]
+        return bool(((xy >= 0) & (xy < size)).all())
+
+    def close(self) -> None:
+        if self._renderer is not None:
+            self._renderer.close()
+            self._renderer = None
+
+
+def pack_story(scene: Scene, frames: list[tuple[np.ndarray, np.ndarray]], split: str, index: int,
+               seed: int) -> StoryBatch:
+    """One story as a StoryBatch of length 1, from its scene and its rendered (image, mask) frames."""
+    objects, n = scene.objects, NUM_OBJECTS
+    images = np.stack([rgb for rgb, _ in frames])
+    masks = np.stack([mask for _, mask in frames])
+    size = masks.shape[1:]
+    positions = np.array([o.position for o in objects], np.float32)
+    projected = project(scene.studio, positions, size).astype(np.float32)
+    pixel_coords = np.full((n, n, 3), -1, np.float32)
+    boxes = np.full((n, n, 4), -1, np.int16)
+    counts = np.zeros((n, n), np.int32)
+    for t in range(n):
+        for k in range(t + 1):
+            pixel_coords[t, k] = projected[k]
+            ys, xs = np.nonzero(masks[t] == k + 1)
+            counts[t, k] = len(xs)
+            if len(xs):
+                boxes[t, k] = (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1)
+    texts, anchors, relations = describe(scene, story_rng(seed, split, index, TEXT_STREAM))
+    extra = {
+        "shape": [o.shape for o in objects],
+        "color": [o.color for o in objects],
+        "material": [o.material for o in objects],
+        "size": [o.size for o in objects],
+        "position": positions,
+        "yaw": [o.yaw for o in objects],
+        "pixel_coords": pixel_coords,
+        "boxes": boxes,
+        "pixel_counts": counts,
+        "masks": masks,
+        "camera_position": scene.studio.camera,
+        "camera_right": scene.studio.right,
+        "camera_front": scene.studio.front,
+        "light_positions": scene.studio.lights,
+        "text_anchor": anchors,
+        "text_relation": relations,
+    }
+    specs = extra_specs(size[0])
+    return StoryBatch(
+        images=images[None],
+        texts=[texts],
+        story_ids=[f"{split}-{index:06d}"],
+        labels=attribute_labels(objects)[None],
+        conditions=condition_vectors(scene)[None],
+        extra={name: np.asarray(value, dtype=specs[name].dtype)[None] for name, value in extra.items()},
+    )
+
+
+def default_workers() -> int:
+    return os.cpu_count() or 1
+
+
+def build_clevr(out_dir: os.PathLike | str, split_sizes: Mapping[str, int], *, seed: int = 0, image_size: int = 64,
+                samples: int = 16, denoise: bool = True, device: str = "cpu", workers: int | None = None,
+                chunk_size: int = 50, progress: bool = True) -> dict[str, Path]:
+    """Build (or resume) CLEVR-SV into ``out_dir``; returns the split files. Checks every option first."""
+    from sv_data.build import build
+    from sv_data.clevr.render import DEVICES
+
+    workers = default_workers() if workers is None else workers
+    for name, n in split_sizes.items():
+        if n < 0:
+            raise SvkitError(f"--n-{name} must be >= 0, got {n}")
+    if not any(split_sizes.values()):
+        raise SvkitError("nothing to build: every split has 0 stories")
+    checks = {"--image-size": (image_size, 8), "--samples": (samples, 1), "--workers": (workers, 1),
+              "--chunk-size": (chunk_size, 1)}
+    for option, (value, least) in checks.items():
+        if value < least:
+            raise SvkitError(f"{option} must be >= {least}, got {value}")
+    if device not in DEVICES:
+        raise SvkitError(f"--device must be one of {', '.join(DEVICES)}, got {device!r}")
+    if device == "gpu":
+        from sv_data.clevr.render import enable_gpu
+
+        enable_gpu()  # fail here, with one line, rather than in every worker
+    threads = max(1, default_workers() // workers)
+    job = ClevrJob(seed=seed, image_size=image_size, samples=samples, denoise=denoise, device=device, threads=threads)
+    try:
+        return build(job, out_dir, split_sizes, workers=workers, chunk_size=chunk_size, progress=progress,
+                     desc="CLEVR-SV stories")
+    finally:
+        job.close()

@@ -1,0 +1,364 @@
+"""Render CLEVR-SV frames with Blender's Cycles, headless, from a studio made entirely in code.
+
+One :class:`ClevrRenderer` holds one Blender scene for the life of its process: the studio (ground curving up into
+a backdrop, camera, three area lights and a sun), three shared meshes, sixteen materials and, for each of the four
+object slots, one object per shape. Rendering a frame only moves, hides and re-colours those objects, so a story
+costs four Cycles renders and no set-up. Each render writes the denoised image and the object-index pass into one
+uncompressed EXR (headless Blender hands a render back only through a file), which is read back and removed.
+"""
+from __future__ import annotations
+
+import ctypes
+import math
+import os
+import shutil
+import sys
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+
+from sv_data.clevr.scene import (
+    CAMERA_LENS_MM,
+    CAMERA_SENSOR_MM,
+    COLORS,
+    LIGHTS,
+    MATERIALS,
+    NUM_OBJECTS,
+    SHAPES,
+    SUN_ANGLE,
+    SUN_DIRECTION,
+    SUN_STRENGTH,
+    Scene,
+)
+from sv_data.errors import SvkitError
+
+DEVICES = ("cpu", "gpu")
+GPU_BACKENDS = ("OPTIX", "CUDA", "HIP", "ONEAPI", "METAL")
+GROUND_ALBEDO = 0.8
+# The ground is flat up to BACKDROP_START (measured from the origin away from the camera), then curves up with
+# radius BACKDROP_RADIUS into a wall: no edge of it is ever in view, and no object (they stay within 3 * sqrt(2)
+# of the origin) touches the curve.
+BACKDROP_START = 7.0
+BACKDROP_RADIUS = 5.0
+GROUND_HALF_WIDTH = 40.0
+
+# Cycles settings, tuned for speed at 64x64: the studio needs few bounces (no glass, no volumes), and the denoiser
+# removes what noise 16 samples leave.
+LIGHT_BOUNCES = {
+    "max_bounces": 4,
+    "diffuse_bounces": 2,
+    "glossy_bounces": 2,
+    "transmission_bounces": 0,
+    "volume_bounces": 0,
+    "transparent_max_bounces": 0,
+}
+
+
+class RenderError(SvkitError):
+    """Rendering cannot start (no GPU, no denoiser) or did not produce its output."""
+
+
+def srgb_bytes(linear: np.ndarray) -> np.ndarray:
+    """Scene-linear RGB -> 8-bit sRGB, as Blender's "Standard" view transform writes it."""
+    c = np.clip(linear, 0.0, 1.0)
+    encoded = np.where(c <= 0.0031308, 12.92 * c, 1.055 * np.power(c, 1 / 2.4) - 0.055)
+    return np.rint(encoded * 255).astype(np.uint8)
+
+
+class ClevrRenderer:
+    """One Blender session, reused for every frame this process renders."""
+
+    def __init__(self, image_size: int, samples: int, denoise: bool, device: str = "cpu", threads: int = 0):
+        import bpy
+
+        self.bpy = bpy
+        self.image_size = image_size
+        self._tmp = Path(tempfile.mkdtemp(prefix="svkit-clevr-"))
+        bpy.ops.wm.read_factory_settings(use_empty=True)
+        self.scene = bpy.context.scene
+        self._configure(samples, denoise, device, threads)
+        self._build_studio()
+        self._materials = self._build_materials()
+        self._objects = self._build_objects()
+        self._build_output()
+
+    # ---- set-up -------------------------------------------------------------------------------------------
+    def _configure(self, samples: int, denoise: bool, device: str, threads: int) -> None:
+        scene, size = self.scene, self.image_size
+        render = scene.render
+        render.engine = "CYCLES"
+        render.resolution_x = render.resolution_y = size
+        render.resolution_percentage = 100
+        # A square image of CLEVR's 4:3 frame: each pixel is 4/3 as wide as it is tall.
+        render.pixel_aspect_x, render.pixel_aspect_y = 4.0, 3.0
+        render.use_persistent_data = True
+        render.film_transparent = False
+        if threads > 0:
+            render.threads_mode = "FIXED"
+            render.threads = threads
+        scene.view_settings.view_transform = "Standard"
+        cycles = scene.cycles
+        cycles.device = "GPU" if device == "gpu" else "CPU"
+        if device == "gpu":
+            enable_gpu()
+        cycles.samples = samples
+        cycles.use_adaptive_sampling = False
+        cycles.seed = 0
+        cycles.use_animated_seed = False
+        cycles.caustics_reflective = cycles.caustics_refractive = False
+        cycles.blur_glossy = 1.0
+        for name, value in LIGHT_BOUNCES.items():
+            setattr(cycles, name, value)
+        cycles.use_denoising = denoise
+        if denoise:
+            import _cycles
+
+            if not _cycles.with_openimagedenoise:
+                raise RenderError("this bpy build has no OpenImageDenoise; use --no-denoise")
+            cycles.denoiser = "OPENIMAGEDENOISE"
+            cycles.denoising_input_passes = "RGB_ALBEDO_NORMAL"
+            cycles.denoising_prefilter = "FAST"
+            cycles.denoising_use_gpu = device == "gpu"
+        scene.view_layers[0].use_pass_object_index = True
+
+    def _aim(self, obj, position) -> None:
+        """Put ``obj`` (a camera or light, which look down their local -Z) at ``position``, facing the origin."""
+        from mathutils import Vector
+
+        obj.location = position
+        obj.rotation_euler = (-Vector(position)).to_track_quat("-Z", "Y").to_euler()
+
+    def _link(self, name: str, data):
+        obj = self.bpy.data.objects.new(name, data)
+        self.scene.collection.objects.link(obj)
+        return obj
+
+    def _build_studio(self) -> None:
+        bpy = self.bpy
+        world = bpy.data.worlds.new("black")
+        world.use_nodes = False
+        world.color = (0.0, 0.0, 0.0)
+        self.scene.world = world
+
+        camera = bpy.data.cameras.new("camera")
+        camera.lens = CAMERA_LENS_MM
+        camera.sensor_width = CAMERA_SENSOR_MM
+        camera.sensor_fit = "HORIZONTAL"
+        self.camera = self._link("camera", camera)
+        self.scene.camera = self.camera
+
+        self.lights = []
+        for spec in LIGHTS:
+            light = bpy.data.lights.new(spec.name, "AREA")
+            light.shape = "SQUARE"
+            light.size = spec.size
+            light.energy = spec.watts
+            light.color = spec.color
+            self.lights.append(self._link(spec.name, light))
+        sun = bpy.data.lights.new("sun", "SUN")
+        sun.energy = SUN_STRENGTH
+        sun.angle = SUN_ANGLE
+        sun_object = self._link("sun", sun)
+        from mathutils import Vector
+
+        sun_object.rotation_euler = Vector(SUN_DIRECTION).to_track_quat("-Z", "Y").to_euler()
+
+        ground = self._link("ground", self._ground_mesh())
+        material = bpy.data.materials.new("ground")
+        material.use_nodes = True
+        nodes = material.node_tree.nodes
+        nodes.clear()
+        diffuse = nodes.new("ShaderNodeBsdfDiffuse")
+        diffuse.inputs["Color"].default_value = (GROUND_ALBEDO, GROUND_ALBEDO, GROUND_ALBEDO, 1.0)
+        output = nodes.new("ShaderNodeOutputMaterial")
+        material.node_tree.links.new(diffuse.outputs["BSDF"], output.inputs["Surface"])
+        ground.data.materials.append(material)
+
+    def _ground_mesh(self):
+        """The floor and the backdrop as one smooth sheet, curving up away from the (base) camera."""
+        from sv_data.clevr.scene import CAMERA_POSITION
+
+        away = -np.asarray(CAMERA_POSITION[:2]) / np.linalg.norm(CAMERA_POSITION[:2])
+        side = np.array([away[1], -away[0]])
+        arc = [(BACKDROP_START + BACKDROP_RADIUS * math.sin(a), BACKDROP_RADIUS * (1 - math.cos(a)))
+               for a in np.linspace(0, math.pi / 2, 17)]
+        profile = [(-40.0, 0.0), *arc, (BACKDROP_START + BACKDROP_RADIUS, 40.0)]  # (distance away, height)
+        vertices = []
+        for s, z in profile:
+            for w in (-GROUND_HALF_WIDTH, GROUND_HALF_WIDTH):
+                x, y = s * away + w * side
+                vertices.append((float(x), float(y), float(z)))
+        faces = [(2 * i, 2 * i + 1, 2 * i + 3, 2 * i + 2) for i in range(len(profile) - 1)]
+        mesh = self.bpy.data.meshes.new("ground")
+        mesh.from_pydata(vertices, [], faces)
+        mesh.shade_smooth()
+        # Make the faces point up (towards the camera side).
+        if mesh.polygons[0].normal.z < 0:
+            mesh.flip_normals()
+        return mesh
+
+    def _build_materials(self) -> dict[tuple[int, int], object]:
+        """(colour index, material index) -> material. Colours are CLEVR's 0-255 values used as linear RGB / 255."""
+        bpy = self.bpy
+        materials = {}
+        for c, rgb in enumerate(COLORS.values()):
+            color = (*(v / 255 for v in rgb), 1.0)
+            for m, kind in enumerate(MATERIALS):
+                material = bpy.data.materials.new(f"{kind}-{c}")
+                material.use_nodes = True
+                bsdf = material.node_tree.nodes["Principled BSDF"]
+                bsdf.inputs["Base Color"].default_value = color
+                if kind == "rubber":  # matte, a faint sheen and a weak uncoloured highlight
+                    bsdf.inputs["Roughness"].default_value = 0.7
+                    bsdf.inputs["Specular IOR Level"].default_value = 0.25
+                    bsdf.inputs["Sheen Weight"].default_value = 0.2
+                else:  # a coloured mirror, slightly rough, without a diffuse part
+                    bsdf.inputs["Metallic"].default_value = 1.0
+                    bsdf.inputs["Roughness"].default_value = 0.25
+                materials[c, m] = material
+        return materials
+
+    def _shape_meshes(self) -> list:
+        import bmesh
+
+        meshes = []
+        for name in SHAPES:
+            bm = bmesh.new()
+            if name == "cube":
+                bmesh.ops.create_cube(bm, size=2.0)
+                bmesh.ops.bevel(bm, geom=list(bm.edges), offset=0.08, segments=3, affect="EDGES", profile=0.5)
+                for face in bm.faces:  # the six big faces flat, the rounded edges smooth
+                    face.smooth = face.calc_area() < 1.0
+            elif name == "sphere":
+                bmesh.ops.create_uvsphere(bm, u_segments=32, v_segments=16, radius=1.0)
+                for face in bm.faces:
+                    face.smooth = True
+            else:
+                bmesh.ops.create_cone(bm, cap_ends=True, segments=32, radius1=1.0, radius2=1.0, depth=2.0)
+                for face in bm.faces:  # the side smooth, the caps flat
+                    face.smooth = len(face.verts) == 4
+            mesh = self.bpy.data.meshes.new(name)
+            bm.to_mesh(mesh)
+            bm.free()
+            mesh.materials.append(None)
+            meshes.append(mesh)
+        return meshes
+
+    def _build_objects(self) -> list[list]:
+        """objects[k][shape]: one object per slot and shape, hidden until a story uses it."""
+        meshes = self._shape_meshes()
+        objects = []
+        for k in range(NUM_OBJECTS):
+            row = []
+            for shape, mesh in zip(SHAPES, meshes):
+                obj = self._link(f"object{k}-{shape}", mesh)
+                obj.pass_index = k + 1
+                obj.material_slots[0].link = "OBJECT"
+                obj.hide_render = True
+                row.append(obj)
+            objects.append(row)
+        return objects
+
+    def _build_output(self) -> None:
+        """Compositor: the (denoised) image with the object index as its alpha, into one float EXR per render."""
+        scene = self.scene
+        scene.use_nodes = True
+        tree = scene.node_tree
+        tree.nodes.clear()
+        layers = tree.nodes.new("CompositorNodeRLayers")
+        combine = tree.nodes.new("CompositorNodeSetAlpha")
+        combine.mode = "REPLACE_ALPHA"
+        tree.links.new(layers.outputs["Image"], combine.inputs["Image"])
+        tree.links.new(layers.outputs["IndexOB"], combine.inputs["Alpha"])
+        out = tree.nodes.new("CompositorNodeOutputFile")
+        out.base_path = str(self._tmp)
+        out.format.file_format = "OPEN_EXR"
+        out.format.color_depth = "32"
+        out.format.exr_codec = "NONE"
+        out.format.color_mode = "RGBA"
+        out.file_slots[0].path = "frame"
+        tree.links.new(combine.outputs[0], out.inputs[0])
+        self._output = self._tmp / f"frame{scene.frame_current:04d}.exr"
+
+    # ---- per story ----------------------------------------------------------------------------------------
+    def set_scene(self, scene: Scene) -> None:
+        """Move the camera and lights to this story's jittered positions and dress the object slots."""
+        self._aim(self.camera, scene.studio.camera)
+        for light, position in zip(self.lights, scene.studio.lights):
+            self._aim(light, position)
+        self._scene = scene
+        for k, obj in enumerate(scene.objects):
+            active = self._objects[k][obj.shape]
+            active.location = (obj.x, obj.y, obj.scale)
+            active.rotation_euler = (0.0, 0.0, math.radians(obj.yaw))
+            active.scale = (obj.scale,) * 3
+            active.material_slots[0].material = self._materials[obj.color, obj.material]
+
+    def render(self, frame: int) -> tuple[np.ndarray, np.ndarray]:
+        """Frame ``frame`` of the current scene (objects 0..frame shown): uint8 RGB (H, W, 3) and the instance mask
+        uint8 (H, W) with 0 for the background and k + 1 for object k."""
+        for k, row in enumerate(self._objects):
+            wanted = self._scene.objects[k].shape if k <= frame and k < len(self._scene.objects) else -1
+            for shape, obj in enumerate(row):
+                hide = shape != wanted
+                if obj.hide_render != hide:
+                    obj.hide_render = hide
+        with _quiet_stdout():
+            self.bpy.ops.render.render(write_still=False)
+        pixels = _read_exr(self._output)
+        self._output.unlink()
+        return srgb_bytes(pixels[..., :3]), np.rint(pixels[..., 3]).astype(np.uint8)
+
+    def close(self) -> None:
+        shutil.rmtree(self._tmp, ignore_errors=True)
+
+
+@contextmanager
+def _quiet_stdout():
+    """Send what Blender prints during a render (a status line per step, "Saved: ...") to /dev/null: it writes to
+    file descriptor 1 from C, past Python's sys.stdout."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 1)
+    try:
+        yield
+    finally:
+        ctypes.CDLL(None).fflush(None)
+        os.dup2(saved, 1)
+        os.close(saved)
+        os.close(devnull)
+
+
+def _read_exr(path: Path) -> np.ndarray:
+    """float32 (H, W, 4) RGBA of an EXR the compositor wrote."""
+    os.environ.setdefault("OPENCV_IO_ENABLE_OPENEXR", "1")  # read when OpenCV first decodes an EXR
+    import cv2
+
+    if not path.exists():
+        raise RenderError(f"{path}: Cycles wrote no image")
+    bgra = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if bgra is None:
+        raise RenderError(f"{path}: cannot read the rendered EXR")
+    return bgra[..., [2, 1, 0, 3]]
+
+
+def enable_gpu() -> str:
+    """Switch Cycles to the first GPU backend that has a device; returns the backend's name."""
+    import bpy
+
+    prefs = bpy.context.preferences.addons["cycles"].preferences
+    for backend in GPU_BACKENDS:
+        try:
+            prefs.compute_device_type = backend
+        except TypeError:  # not built into this bpy
+            continue
+        prefs.get_devices()
+        gpus = [d for d in prefs.devices if d.type == backend]
+        if gpus:
+            for d in prefs.devices:
+                d.use = d.type == backend
+            return backend
+    raise RenderError(f"--device gpu: Cycles found no GPU (tried {', '.join(GPU_BACKENDS)}); use --device cpu")
