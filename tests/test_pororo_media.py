@@ -2,25 +2,30 @@
 format and the centre crop and resize of a build.
 
 Each frame shows a 4x4 grid of black and white cells inside its centre square: 16 bits, the low 10 the frame's
-index in its video, the high 6 a number for the video. A sampled image can thus be traced to its exact frame.
+index in its video, the high 6 a number (from 1) for the video. A sampled image can thus be traced to its exact
+frame. (Video 0 is not allowed: its first frame would be all black, which a shard's validation rightly rejects.)
 """
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 from PIL import Image
+
+from sv_data.pororo.video import open_video, square_resize  # first: it quietens FFmpeg before cv2 loads
+
+import cv2  # noqa: E402  (isort: skip)
 
 GRID = 4
 WIDTH, HEIGHT = 96, 72  # landscape, so that the centre crop matters
 FRAME_BITS = 10
 
 
-def coded_frame(index: int, video: int = 0) -> np.ndarray:
+def coded_frame(index: int, video: int = 1) -> np.ndarray:
     """uint8 (HEIGHT, WIDTH, 3): the code of (video, index) in the centre square; grey sides."""
+    assert 1 <= video < 64 and 0 <= index < 1 << FRAME_BITS
     value = (video << FRAME_BITS) | index
     frame = np.full((HEIGHT, WIDTH, 3), 128, dtype=np.uint8)
     left = (WIDTH - HEIGHT) // 2
@@ -45,7 +50,7 @@ def read_code(image: np.ndarray) -> tuple[int, int]:
     return value >> FRAME_BITS, value & ((1 << FRAME_BITS) - 1)
 
 
-def write_video(path: Path, frames: int, fps: float = 10, video: int = 0) -> Path:
+def write_video(path: Path, frames: int, fps: float = 10, video: int = 1) -> Path:
     """A real video file of ``frames`` coded frames: MPEG-4 in .mp4, Motion-JPEG in .avi, or an animated GIF."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -65,8 +70,6 @@ def write_video(path: Path, frames: int, fps: float = 10, video: int = 0) -> Pat
 
 @pytest.mark.parametrize("suffix", [".mp4", ".avi", ".gif"])
 def test_frame_codes_survive_each_format_and_the_resize(tmp_path, suffix):
-    from sv_data.pororo.video import open_video, square_resize
-
     path = write_video(tmp_path / f"v{suffix}", frames=40, video=5)
     capture = open_video(path)
     decoded = []

@@ -3,9 +3,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from test_pororo_media import read_code, write_video
+from test_pororo_media import coded_frame, read_code, write_video
 
 from sv_data.pororo.video import ClipRequest, sample_video
+
+import cv2  # noqa: E402  (isort: skip; after sv_data.pororo.video, which quietens FFmpeg)
 
 FPS = 10
 
@@ -72,3 +74,15 @@ def test_bad_videos_and_time_ranges_are_named(tmp_path):
         cut.write_bytes(whole[: len(whole) // 2])
         (clip,) = sample_video(cut, [ClipRequest("y")], 1, 16, 0)
         assert clip.problem.startswith("truncated video: decoding stops after"), (name, clip.problem)
+
+
+def test_blank_frames_are_never_drawn(tmp_path):
+    path = tmp_path / "fade.avi"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), FPS, (96, 72))
+    for index in range(40):  # black but for frames 12 and 30
+        writer.write(coded_frame(index, video=4) if index in (12, 30) else np.zeros((72, 96, 3), np.uint8))
+    writer.release()
+    clips = sample_video(path, [ClipRequest("a", 0, 2.0), ClipRequest("b", 2.0, 4.0), ClipRequest("c", 0, 1.0)],
+                         frames_per_clip=1, image_size=16, seed=0)
+    assert [read_code(c.images[0]) for c in clips[:2]] == [(4, 12), (4, 30)]
+    assert clips[2].problem == "blank clip: every frame is one flat colour"

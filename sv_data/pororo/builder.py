@@ -92,7 +92,7 @@ class BuildSummary:
         total = sum(self.stories.values())
         if self.already_built:
             return f"{self.out}: already built with these options ({total} stories: {splits}); report {self.report}"
-        parts = [f"{DATASET}: {total} stories ({splits}) from {self.clips_used} of {self.clips_total} clips "
+        parts = [f"{DATASET}: {total} stories{f' ({splits})' if splits else ''} from {self.clips_used} of {self.clips_total} clips "
                  f"in {self.episodes_used} of {self.episodes_total} episodes"]
         skipped = []
         if self.skipped_clip_reasons:
@@ -330,7 +330,7 @@ def _sample_frames(
     done = total - sum(len(t.requests) for t in todo)
     with tqdm(total=total, initial=done, unit="clip", desc="sampling frames", disable=not options.progress,
               dynamic_ncols=True) as bar:
-        for video, problems in _run_tasks(todo, options.workers):
+        for video, problems in run_sampling(todo, options.workers):
             outcomes[video] = problems
             bar.update(len(problems))
 
@@ -346,7 +346,8 @@ def _sample_frames(
     return samples, found
 
 
-def _run_tasks(tasks: list[VideoTask], workers: int) -> Iterator[tuple[str, list[str | None]]]:
+def run_sampling(tasks: list[VideoTask], workers: int) -> Iterator[tuple[str, list[str | None]]]:
+    """Run :func:`sample_to_cache` on every task, in ``workers`` processes; yields as videos are finished."""
     if not tasks:
         return
     tasks = sorted(tasks, key=_task_size, reverse=True)  # long videos first, so that no worker finishes last alone

@@ -302,7 +302,8 @@ class ReleaseStoryJob:
                                         "all frames of each image's strip, in strip order; a strip of fewer than "
                                         f"{k} frames repeats its frames (see frame_count)"),
                 "frame_count": ExtraSpec((t,), "int64", "frames in each image's strip"),
-                "strip_frame": ExtraSpec((t,), "int64", "which strip frame (from 0) images holds"),
+                "strip_frame": ExtraSpec((t,), "int64", "which strip frame (from 0) images holds: a seeded draw among "
+                                                           "those that are not one flat colour"),
             },
         )
 
@@ -332,7 +333,9 @@ class ReleaseStoryJob:
                 side = strip.shape[1]
                 cut = [square_resize(strip[m * side:(m + 1) * side], size) for m in range(frame.strip)]
                 pool[i, j] = [cut[m % frame.strip] for m in range(k)]
-                picked[i, j] = np.random.default_rng(clip_seed(self._config["seed"], frame.id)).integers(frame.strip)
+                drawable = [m for m, im in enumerate(cut) if im.min() != im.max()] or list(range(frame.strip))
+                draw = np.random.default_rng(clip_seed(self._config["seed"], frame.id)).integers(len(drawable))
+                picked[i, j] = drawable[draw]
         frames = [[self.frames[r] for r in rows] for _, rows in stories]
         descriptions = np.full((n, t, self.max_captions), "", dtype=object)
         for i, fs in enumerate(frames):

@@ -46,7 +46,6 @@ class FrameChooser:
         self._next = 0
         self._pending: float | None = None
         self._heap: list[tuple[float, int, float, np.ndarray]] = []  # (-key, frame index, time, image)
-        self.seen = 0
 
     def _draw(self) -> float:
         if self._next == len(self._keys):
@@ -58,7 +57,6 @@ class FrameChooser:
     def offer(self) -> bool:
         """The next frame of the clip goes by: True if it is, so far, one of the k kept."""
         key = self._draw()
-        self.seen += 1
         if len(self._heap) < self.k or key < -self._heap[0][0]:
             self._pending = key
             return True

@@ -4,6 +4,9 @@ The video is read once, from its first frame to the end of its last clip; it is 
 seeking is not reliable across containers. Frames that no clip keeps are only grabbed (decoded, not converted),
 so sampling costs about what decoding the video costs. The decoder runs one thread: parallelism comes from
 running one video per worker process, which scales better than FFmpeg's frame threads.
+
+A frame that is one flat colour after the crop and resize (a fade to black) is never drawn: shards hold no blank
+images. A clip with nothing else is reported as blank.
 """
 from __future__ import annotations
 
@@ -93,6 +96,7 @@ class _Pass:
         self.decoded = 0
         self.at_end = False
         self.broken_frame: int | None = None
+        self.saw_blank = [False] * len(self.requests)
 
     def run(self) -> list[SampledClip]:
         starts = [r.start or 0.0 for r in self.requests]
@@ -130,6 +134,10 @@ class _Pass:
                     self.broken_frame = index
                     return
                 image = square_resize(frame, self.image_size)
+            if image.min() == image.max():
+                # One flat colour (a fade to black): never a story image; it is passed over as if not in the clip.
+                self.saw_blank[i] = True
+                continue
             self.choosers[i].keep(index, time, image)
 
     def _truncated(self) -> bool:
@@ -154,6 +162,8 @@ class _Pass:
         if chosen is None and self.at_end and start >= duration:
             return _failed(request, f"time range outside the video: the clip starts at {start:g} s, the video "
                                     f"lasts {duration:.3f} s")
+        if chosen is None and self.saw_blank[i]:
+            return _failed(request, "blank clip: every frame is one flat colour")
         if chosen is None:
             return _failed(request, f"empty time range: {start:g}-{end:g} s holds no frame")
         if self.at_end and end != math.inf and end > duration + self.frame_duration:

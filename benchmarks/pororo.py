@@ -1,0 +1,134 @@
+"""Pororo-SV frame sampling: clips per second with 1 and 2 workers, against a plain decode of every frame.
+
+Writes test videos with OpenCV (MPEG-4 Part 2, the codec this OpenCV can encode; 854x480, 30 fps, a moving
+picture), cuts them into consecutive clips of 3 to 6 seconds, and times in one run:
+
+- a plain sequential decode of every frame of every video (``VideoCapture.read`` in a loop, one process), with
+  one decoder thread, as each sampling worker uses, and with FFmpeg's default threads, for reference;
+- the sampling phase of ``sv-data build-pororo`` (one frame per clip, 64x64, cached to disk), with 1 and with
+  2 worker processes (each with one decoder thread).
+
+Targets (docs/benchmarks.md): sampling with 1 worker costs at most 1.2x the one-thread plain decode, and 2
+workers sample at least 1.8x as many clips per second as 1.
+
+    python benchmarks/pororo.py [--minutes 6] [--videos 6] [--frames-per-clip 1] [--keep DIR]
+"""
+from __future__ import annotations
+
+import argparse
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from sv_data.pororo.builder import VideoTask, run_sampling
+from sv_data.pororo.video import ClipRequest, open_video
+
+import cv2  # noqa: E402  (after sv_data.pororo.video, which quietens FFmpeg)
+
+WIDTH, HEIGHT, FPS = 854, 480, 30
+
+
+def write_videos(folder: Path, videos: int, seconds: float, seed: int = 0) -> list[Path]:
+    """Videos of a textured picture that pans and changes, so that the codec has real work to do."""
+    rng = np.random.default_rng(seed)
+    paths = []
+    for v in range(videos):
+        texture = cv2.resize(rng.integers(0, 256, (HEIGHT // 8, WIDTH // 4, 3), dtype=np.uint8),
+                             (WIDTH * 2, HEIGHT), interpolation=cv2.INTER_CUBIC)
+        path = folder / f"episode{v:02d}.mp4"
+        writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), FPS, (WIDTH, HEIGHT))
+        if not writer.isOpened():
+            raise SystemExit("this OpenCV cannot encode MPEG-4 (mp4v)")
+        for i in range(int(seconds * FPS)):
+            offset = (3 * i) % WIDTH
+            frame = texture[:, offset:offset + WIDTH].copy()
+            cv2.circle(frame, (100 + (5 * i) % (WIDTH - 200), HEIGHT // 2), 60, (40 * v % 255, 200, 90), -1)
+            cv2.putText(frame, str(i), (20, 60), cv2.FONT_HERSHEY_SIMPLEX, 2, (255, 255, 255), 3)
+            writer.write(frame)
+        writer.release()
+        paths.append(path)
+    return paths
+
+
+def cut_into_clips(path: Path, seconds: float, rng: np.random.Generator) -> list[ClipRequest]:
+    clips, start = [], 0.0
+    while start < seconds - 1:
+        end = min(start + rng.uniform(3, 6), seconds)
+        clips.append(ClipRequest(f"{path.stem}/{len(clips) + 1}", start, end))
+        start = end
+    return clips
+
+
+def plain_decode(paths: list[Path], one_thread: bool) -> tuple[int, float]:
+    frames, began = 0, time.perf_counter()
+    for path in paths:
+        capture = open_video(path) if one_thread else cv2.VideoCapture(str(path))
+        while capture.read()[0]:
+            frames += 1
+        capture.release()
+    return frames, time.perf_counter() - began
+
+
+def sampling(tasks: list[VideoTask], workers: int, cache: Path) -> float:
+    shutil.rmtree(cache, ignore_errors=True)
+    cache.mkdir(parents=True)
+    began = time.perf_counter()
+    problems = [p for _, found in run_sampling(tasks, workers) for p in found if p is not None]
+    elapsed = time.perf_counter() - began
+    if problems:
+        raise SystemExit(f"sampling failed: {problems[0]}")
+    return elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--minutes", type=float, default=6.0, help="total length of the test videos")
+    parser.add_argument("--videos", type=int, default=6, help="number of test videos")
+    parser.add_argument("--frames-per-clip", type=int, default=1)
+    parser.add_argument("--image-size", type=int, default=64)
+    parser.add_argument("--keep", type=Path, help="write the videos here and keep them (default: a temp folder)")
+    args = parser.parse_args()
+
+    folder = args.keep or Path(tempfile.mkdtemp(prefix="svkit-pororo-bench-"))
+    folder.mkdir(parents=True, exist_ok=True)
+    seconds = 60 * args.minutes / args.videos
+    try:
+        paths = sorted(folder.glob("episode*.mp4")) if args.keep else []
+        if len(paths) != args.videos:
+            began = time.perf_counter()
+            paths = write_videos(folder, args.videos, seconds)
+            print(f"wrote {args.videos} videos of {seconds:.0f} s ({WIDTH}x{HEIGHT}, {FPS} fps, mp4v) "
+                  f"in {time.perf_counter() - began:.0f} s")
+        rng = np.random.default_rng(1)
+        tasks = [
+            VideoTask(video=p.name, path=str(p), cache=str(folder / "cache" / f"{p.stem}.npz"),
+                      requests=tuple(cut_into_clips(p, seconds, rng)), frames_per_clip=args.frames_per_clip,
+                      image_size=args.image_size, seed=0)
+            for p in paths
+        ]
+        clips = sum(len(t.requests) for t in tasks)
+        print(f"{clips} clips of {60 * args.minutes / clips:.1f} s on average, {args.minutes:g} min of video")
+
+        frames, decode_1 = plain_decode(paths, one_thread=True)
+        _, decode_default = plain_decode(paths, one_thread=False)
+        one = sampling(tasks, 1, folder / "cache")
+        two = sampling(tasks, 2, folder / "cache")
+
+        print(f"plain decode of every frame, 1 decoder thread:       {decode_1:7.2f} s  {frames / decode_1:7.0f} "
+              f"frames/s  ({clips / decode_1:.1f} clips/s)")
+        print(f"plain decode of every frame, FFmpeg default threads: {decode_default:7.2f} s  "
+              f"{frames / decode_default:7.0f} frames/s  ({clips / decode_default:.1f} clips/s)")
+        print(f"sampling, 1 worker:  {one:7.2f} s  {clips / one:7.1f} clips/s")
+        print(f"sampling, 2 workers: {two:7.2f} s  {clips / two:7.1f} clips/s")
+        print(f"cost of sampling (1 worker) / plain decode (1 thread): {one / decode_1:.2f}x   (target <= 1.2x)")
+        print(f"speed-up of 2 workers over 1:                          {one / two:.2f}x   (target >= 1.8x)")
+    finally:
+        if args.keep is None:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,272 @@
+"""`sv-data build-pororo` end to end, on real videos and GIFs written by the test and on the real PororoQA
+description file."""
+from __future__ import annotations
+
+import csv
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from test_pororo_media import pororoqa_descriptions, read_code, write_video
+
+from cli.data import main as sv_data
+from sv_data.pororo import builder
+from sv_data.pororo.builder import PororoOptions, build_pororo
+from sv_data.pororo.characters import PORORO_CHARACTERS, CharacterDetector
+from sv_data.pororo.descriptions import read_descriptions
+from sv_data.shards import ShardReader, validate
+from sv_data.torch_data import StoryDataset
+
+FPS = 10
+SIZE = 24
+RANGES = [(0, 1.4), (1.4, 2.9), (2.9, 4.1), (4.1, 5.5), (5.5, 7), (7, 8.5), (8.5, 10)]
+VIDEO_IDS = {"ep1.mp4": 1, "ep2.avi": 2, **{f"ep3/{n}.gif": 10 + n for n in range(1, 8)}}
+
+
+def _text(episode: str, clip: int) -> str:
+    a, b = PORORO_CHARACTERS[clip % 9], PORORO_CHARACTERS[(clip + len(episode)) % 9]
+    return f"In {episode}, {a.lower()} talks to {b.upper()} about clip {clip}."
+
+
+@pytest.fixture(scope="module")
+def show(tmp_path_factory) -> Path:
+    """A little show in the table layout: two long videos cut into clips by time, one episode of GIF clips, and
+    an episode whose first five clips are bad in each way a description file or a video can be."""
+    root = tmp_path_factory.mktemp("show")
+    videos = root / "videos"
+    write_video(videos / "ep1.mp4", 100, FPS, video=1)
+    write_video(videos / "ep2.avi", 100, FPS, video=2)
+    for n in range(1, 8):
+        write_video(videos / "ep3" / f"{n}.gif", 12, FPS, video=10 + n)
+    (videos / "junk.mp4").write_bytes(np.random.default_rng(0).integers(0, 256, 4000, dtype=np.uint8).tobytes())
+    whole = write_video(root / "whole.avi", 60, FPS).read_bytes()
+    (videos / "cut.avi").write_bytes(whole[: len(whole) // 2])
+
+    rows = [("episode", "clip", "video", "start", "end", "description", "characters")]
+    for episode, video in (("ep1", "ep1.mp4"), ("ep2", "ep2.avi")):
+        rows += [(episode, c, video, s, e, _text(episode, c), "") for c, (s, e) in enumerate(RANGES, 1)]
+    rows += [("ep3", n, f"ep3/{n}.gif", "", "", _text("ep3", n), "") for n in range(1, 8)]
+    rows.append(("ep1", 2, "ep1.mp4", 1.4, 2.9, "A second description of the same clip.", ""))
+    rows.append(("ep2", 3, "ep2.avi", 2.9, 4.1, "Someone we know.", "rody;Bob"))
+    rows += [
+        ("ep4", 1, "junk.mp4", "", "", "Corrupt.", ""),
+        ("ep4", 2, "cut.avi", "", "", "Truncated.", ""),
+        ("ep4", 3, "missing.mp4", "", "", "Unknown path.", ""),
+        ("ep4", 4, "ep1.mp4", 20, 22, "After the end.", ""),
+        ("ep4", 5, "ep1.mp4", 0, 1, "  ", ""),
+    ]
+    rows += [("ep4", c, "ep1.mp4", c - 6, c - 5, _text("ep4", c), "") for c in range(6, 11)]
+    with open(root / "clips.csv", "w", newline="", encoding="utf-8") as f:
+        csv.writer(f).writerows(rows)
+    return root
+
+
+def options(show: Path, out: Path, **overrides) -> PororoOptions:
+    settings = dict(videos=show / "videos", descriptions=show / "clips.csv", out=out, image_size=SIZE,
+                    frames_per_clip=3, split=(0.5, 0.25, 0.25), progress=False)
+    return PororoOptions(**{**settings, **overrides})
+
+
+def read_all(out: Path) -> dict[str, dict[str, np.ndarray]]:
+    shards = {}
+    for path in sorted(out.glob("*.h5")):
+        with ShardReader(path) as reader:
+            batch = reader.read_stories(range(len(reader)))
+        shards[path.stem] = {"images": batch.images, "labels": batch.labels, "conditions": batch.conditions,
+                             "texts": np.array(batch.texts), "ids": np.array(batch.story_ids), **batch.extra}
+    return shards
+
+
+@pytest.fixture(scope="module")
+def built(show, tmp_path_factory):
+    out = tmp_path_factory.mktemp("built") / "out"
+    summary = build_pororo(options(show, out))
+    return out, summary
+
+
+def test_stories_hold_the_frames_texts_and_labels_of_their_clips(show, built):
+    out, summary = built
+    table = {(c.episode, c.number): c for c in read_descriptions(show / "clips.csv").clips}
+    shards = read_all(out)
+    assert set(shards) == {"train", "val", "test"}
+    assert sum(summary.stories.values()) == 3 + 3 + 3 + 1  # ep4 keeps only its clips 6-10
+    detector = CharacterDetector(PORORO_CHARACTERS)
+    for split, shard in shards.items():
+        assert validate(out / f"{split}.h5") == []
+        for i, story_id in enumerate(shard["ids"]):
+            episode = shard["episode"][i]
+            assert story_id == f"{episode}/{shard['clip'][i][0]}"
+            for t, number in enumerate(shard["clip"][i]):
+                clip = table[(episode, int(number))]
+                video = shard["video"][i][t]
+                assert video == clip.video
+                start = clip.start or 0.0
+                end = np.inf if clip.end is None else clip.end
+                pool_frames = []
+                for image, index in zip(shard["frame_pool"][i, t], shard["frame_pool_index"][i, t]):
+                    source, frame = read_code(image)
+                    assert source == VIDEO_IDS.get(video, 1) and frame == index
+                    assert start <= frame / FPS < end
+                    pool_frames.append(frame)
+                assert read_code(shard["images"][i, t])[1] == shard["frame_index"][i, t] in pool_frames
+                assert shard["frame_time"][i, t] == pytest.approx(shard["frame_index"][i, t] / FPS)
+                assert shard["texts"][i, t] == clip.descriptions[0]
+                assert tuple(d for d in shard["descriptions"][i, t] if d) == clip.descriptions
+                expected = detector.detect(clip.descriptions) if clip.characters is None else \
+                    detector.from_names(clip.characters)[0]
+                assert shard["labels"][i, t].tolist() == expected.tolist()
+    everything = {k: np.concatenate([s[k] for s in shards.values()]) for k in ("texts", "conditions", "labels")}
+    norms = np.linalg.norm(everything["conditions"], axis=-1)
+    np.testing.assert_allclose(norms, 1, atol=1e-4)
+    texts, vectors = everything["texts"].reshape(-1), everything["conditions"].reshape(-1, 384)
+    same = texts[:, None] == texts[None, :]
+    close = np.abs(vectors[:, None] - vectors[None, :]).max(-1) < 1e-6
+    assert (same == close).all()
+    # the override: "rody;Bob" gives Rody alone; the descriptions named Loopy/Crong... but not Rody
+    assert everything["labels"].reshape(-1, 9).any(axis=0)[PORORO_CHARACTERS.index("Rody")]
+
+
+def test_episodes_never_straddle_splits(built):
+    out, summary = built
+    shards = read_all(out)
+    episodes = {split: set(shard["episode"]) for split, shard in shards.items()}
+    assert episodes["train"].isdisjoint(episodes["val"]) and episodes["train"].isdisjoint(episodes["test"])
+    assert episodes["val"].isdisjoint(episodes["test"])
+    assert set().union(*episodes.values()) == {"ep1", "ep2", "ep3", "ep4"}
+    assert {k: len(s["ids"]) for k, s in shards.items()} == summary.stories
+
+
+def test_every_bad_input_is_reported(built):
+    out, summary = built
+    with open(out / "report.tsv", encoding="utf-8") as f:
+        lines = f.read().splitlines()
+    assert lines[0].startswith("# pororo-sv: 10 stories")
+    rows = list(csv.DictReader((line for line in lines if not line.startswith("#")), delimiter="\t"))
+    found = {(r["skipped"], r["episode"], r["clip"]): r["reason"] for r in rows}
+    assert found[("clip", "ep4", "1")].startswith("cannot open video")
+    assert found[("clip", "ep4", "2")].startswith("truncated video")
+    assert found[("clip", "ep4", "3")].startswith("video not found")
+    assert found[("clip", "ep4", "4")].startswith("time range outside the video")
+    assert found[("clip", "ep4", "5")] == "empty description"
+    assert found[("character", "ep2", "3")].startswith("unknown character: 'Bob'")
+    assert len(rows) == 6
+    assert [r["line"] for r in rows if r["episode"] == "ep4"] == ["25", "26", "27", "28", "29"]
+    line = summary.line()
+    assert "skipped 5 clips" in line and "1 characters" in line and "report" in line
+    assert "5 stories not made for want of a skipped clip" in line  # ep4's windows that start at clips 1-5
+    assert not (out / "work").exists() and not (out / "parts").exists()
+
+
+def test_frame_pools_feed_random_frame_reading(built):
+    out, _ = built
+    dataset = StoryDataset(out / "train.h5", random_pool_frame=True)
+    item = dataset[0]
+    assert tuple(item["images"].shape) == (5, 3, SIZE, SIZE)
+    with ShardReader(out / "train.h5") as reader:
+        pool = reader.read("extra/frame_pool", [0])[0]
+    for t in range(5):
+        frame = item["images"][t].permute(1, 2, 0).numpy()
+        assert any((frame == candidate).all() for candidate in pool[t])
+
+
+def test_same_seed_same_dataset_whatever_the_workers(show, built, tmp_path):
+    out, _ = built
+    again = tmp_path / "again"
+    build_pororo(options(show, again, workers=2))
+    first, second = read_all(out), read_all(again)
+    for split in first:
+        for name in first[split]:
+            np.testing.assert_array_equal(first[split][name], second[split][name], err_msg=f"{split} {name}")
+    other = tmp_path / "other-seed"
+    build_pororo(options(show, other, seed=1, frames_per_clip=1))
+    seed1 = np.concatenate([s["frame_index"].reshape(-1) for s in read_all(other).values()])
+    seed0 = np.concatenate([s["frame_index"].reshape(-1) for s in first.values()])
+    assert sorted(seed1.tolist()) != sorted(seed0.tolist())
+
+
+def test_an_interrupted_build_resumes_without_sampling_again(show, tmp_path, monkeypatch):
+    out = tmp_path / "out"
+
+    def interrupt(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(builder, "build", interrupt)  # Ctrl-C just as the stories are to be written
+    with pytest.raises(KeyboardInterrupt):
+        build_pororo(options(show, out))
+    monkeypatch.undo()
+    cached = sorted((out / "work" / "frames").glob("*.npz"))
+    assert len(cached) == 2 + 7 + 2  # ep1.mp4, ep2.avi, the seven GIFs, junk.mp4 and cut.avi
+    # Were the videos read again, this damage would now lose their clips: resuming uses the cached frames.
+    originals = {name: (show / "videos" / name).read_bytes() for name in ("ep1.mp4", "ep2.avi")}
+    try:
+        for name in originals:
+            (show / "videos" / name).write_bytes(b"no longer a video")
+        summary = build_pororo(options(show, out))
+    finally:
+        for name, data in originals.items():
+            (show / "videos" / name).write_bytes(data)
+    assert sum(summary.stories.values()) == 10
+    with pytest.raises(Exception, match="other options"):
+        build_pororo(options(show, out, image_size=32))
+    assert "already built" in build_pororo(options(show, out)).line()
+
+
+def test_the_real_description_file_with_gifs_for_three_episodes(tmp_path):
+    csv_path = pororoqa_descriptions()
+    table = read_descriptions(csv_path)
+    episodes = ["Pororo_ENGLISH1_1_ep1", "Pororo_ENGLISH1_1_ep2", "Pororo_ENGLISH2_1_ep3"]
+    videos = tmp_path / "Scenes_Dialogues"
+    clip_counts = {}
+    for number, episode in enumerate(episodes):
+        season = episode.rsplit("_ep", 1)[0]
+        clips = [c for c in table.clips if c.episode == episode]
+        clip_counts[episode] = len(clips)
+        folder = videos / season / episode
+        for clip in clips:
+            write_video(folder / f"{clip.number}.gif", frames=6, fps=FPS, video=number + 1)
+        (folder / f"{episode}.txt").write_text("the release keeps one non-GIF file in each episode folder")
+    (videos / "Pororo_ENGLISH1_1" / episodes[0] / "7.gif").unlink()  # one clip's GIF is missing
+
+    result = CliRunner().invoke(sv_data, ["build-pororo", "--videos", str(videos), "--descriptions", str(csv_path),
+                                          "--out", str(tmp_path / "out"), "--image-size", str(SIZE),
+                                          "--workers", "1", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert csv_path.read_bytes()[:30] == b"Pororo_ENGLISH1_1_ep1,1,There "  # read, never changed
+    expected = sum(n - 4 for n in clip_counts.values()) - 5  # the missing clip 7 takes 5 windows with it
+    assert result.output.startswith(f"pororo-sv: {expected} stories")
+    assert "180 episodes (episode without videos 180)" in result.output
+    rows = (tmp_path / "out" / "report.tsv").read_text().splitlines()
+    assert sum(r.startswith("episode\t") for r in rows) == 180
+    assert any(r.startswith(f"clip\t") and "video not found" in r and "7.gif" in r for r in rows)
+    shards = read_all(tmp_path / "out")
+    assert sorted(len(set(s["episode"])) for s in shards.values()) == [1, 1, 1]
+    by_clip = {(c.episode, c.number): c for c in table.clips}
+    for shard in shards.values():
+        for i, episode in enumerate(shard["episode"]):
+            for t, number in enumerate(shard["clip"][i]):
+                assert shard["texts"][i, t] == by_clip[(episode, int(number))].descriptions[0]
+                assert shard["video"][i, t] == f"{episode.rsplit('_ep', 1)[0]}/{episode}/{number}.gif"
+                assert read_code(shard["images"][i, t]) == (episodes.index(episode) + 1, shard["frame_index"][i, t])
+
+
+def test_command_line_errors(show, tmp_path):
+    runner = CliRunner()
+    bad_csv = tmp_path / "bad.csv"
+    bad_csv.write_text("episode,clip,description\nep1,1,Pororo.\n")
+    result = runner.invoke(sv_data, ["build-pororo", "--videos", str(show / "videos"), "--descriptions",
+                                     str(bad_csv), "--out", str(tmp_path / "o1"), "--no-progress"])
+    assert result.exit_code == 2
+    assert "bad.csv line 1: the header lacks the required column video" in result.output
+
+    nothing = tmp_path / "nothing.csv"
+    shutil.copy(show / "clips.csv", nothing)
+    empty_videos = tmp_path / "no-videos"
+    empty_videos.mkdir()
+    result = runner.invoke(sv_data, ["build-pororo", "--videos", str(empty_videos), "--descriptions", str(nothing),
+                                     "--out", str(tmp_path / "o2"), "--no-progress"])
+    assert result.exit_code == 2
+    assert "nothing usable is left" in result.output
+    rows = (tmp_path / "o2" / "report.tsv").read_text().splitlines()
+    assert sum(r.startswith("clip\t") and "video not found" in r for r in rows) == 30
