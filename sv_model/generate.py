@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import os
+import uuid
 from contextlib import nullcontext
 from pathlib import Path
 
@@ -137,3 +138,86 @@ def load_generator(checkpoint_path: os.PathLike | str, device: str = "auto") -> 
     network = Generator(ModelConfig.from_dict(payload["model"]))
     network.load_state_dict(payload["networks"]["generator"])
     return StoryGenerator(network.to(target), target, path, int(payload["step"]))
+
+
+def story_sheet(generated: np.ndarray, real: np.ndarray | None = None) -> np.ndarray:
+    """One row per story: its real frames (when given), a white gap, then its generated frames.
+
+    ``generated`` and ``real`` are uint8 (n, T, H, W, 3); the sheet is uint8 (n*H + (n-1)*gap, width, 3) with
+    width T*W, or 2*T*W + gap with the real frames, where gap = max(2, W // 8)."""
+    n, t, h, w, _ = generated.shape
+    gap = max(2, w // 8)
+    strips = [generated.transpose(0, 2, 1, 3, 4).reshape(n, h, t * w, 3)]
+    if real is not None:
+        if real.shape != generated.shape:
+            raise ValueError(f"real frames {real.shape} and generated frames {generated.shape} differ in shape")
+        white = np.full((n, h, gap, 3), 255, np.uint8)
+        strips = [real.transpose(0, 2, 1, 3, 4).reshape(n, h, t * w, 3), white, strips[0]]
+    rows = np.concatenate(strips, axis=2)
+    sheet = np.full((n * h + (n - 1) * gap, rows.shape[2], 3), 255, np.uint8)
+    for i, row in enumerate(rows):
+        sheet[i * (h + gap) : i * (h + gap) + h] = row
+    return sheet
+
+
+def save_story_sheet(path: os.PathLike | str, generated: np.ndarray, real: np.ndarray | None = None) -> Path:
+    """Write :func:`story_sheet` as a PNG, atomically (temporary file, then rename)."""
+    from PIL import Image
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        Image.fromarray(story_sheet(generated, real)).save(tmp, format="PNG")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+TEXT_CONDITIONED_DATASETS = ("pororo-sv",)  # conditions are sv_data.pororo.encoder sentence embeddings
+
+
+def generate_from_shard(
+    generator: StoryGenerator, shard: os.PathLike | str, indices: list[int], out: os.PathLike | str, seed: int = 0
+) -> Path:
+    """Draw stories ``indices`` of a shard and write them beside their real frames (resized to the model's size
+    where the shard's differ) as a PNG sheet."""
+    from sv_data.shards import ShardReader
+    from sv_model.data import resize
+
+    with ShardReader(shard) as reader:
+        generator.check_compatible(reader.info)
+        bad = [i for i in indices if not 0 <= i < len(reader)]
+        if bad:
+            raise SvkitError(f"{shard}: story index {bad[0]} is out of range 0..{len(reader) - 1}")
+        real = reader.read("images", indices)
+        frames = generator.generate(reader.read("conditions", indices), reader.read("labels", indices), seed)
+    size = generator.image_size[0]
+    real = resize(torch.from_numpy(real).permute(0, 1, 4, 2, 3).float(), size).round().clamp(0, 255)
+    return save_story_sheet(out, frames, real.to(torch.uint8).permute(0, 1, 3, 4, 2).numpy())
+
+
+def generate_from_texts(generator: StoryGenerator, texts: list[str], seed: int = 0) -> np.ndarray:
+    """A new story from one sentence per frame, for models whose conditions are sentence embeddings (Pororo-SV):
+    the texts go through the builder's encoder, and a frame's labels are the characters its sentence names.
+    Returns uint8 (1, T, H, W, 3)."""
+    if generator.dataset not in TEXT_CONDITIONED_DATASETS:
+        raise SvkitError(
+            f"{generator.checkpoint}: the model was trained on {generator.dataset!r}, whose conditions are not "
+            f"sentence embeddings; --texts works for {', '.join(TEXT_CONDITIONED_DATASETS)} models (use --data)"
+        )
+    if len(texts) != generator.frames_per_story:
+        raise SvkitError(f"--texts: the model draws stories of {generator.frames_per_story} frames, got {len(texts)} texts")
+    from sv_data.pororo.characters import CharacterDetector
+    from sv_data.pororo.encoder import encode_texts
+
+    conditions = encode_texts(texts, progress=False)
+    if conditions.shape[1] != generator.condition_dim:
+        raise SvkitError(
+            f"{generator.checkpoint}: the model's conditions have {generator.condition_dim} values, the sentence "
+            f"encoder gives {conditions.shape[1]}"
+        )
+    detector = CharacterDetector(generator.label_names)
+    labels = np.stack([detector.detect([text]) for text in texts])
+    return generator.generate(conditions[None], labels[None], seed)

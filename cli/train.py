@@ -1,0 +1,90 @@
+"""``sv-model train`` and ``sv-model generate``: thin click wrappers over sv_model.train and sv_model.generate."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from cli.common import CommandError
+
+DEVICES = click.Choice(["auto", "cpu", "cuda"])
+SHARD = click.Path(path_type=Path, dir_okay=False)
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
+@click.argument("train_shard", type=SHARD)
+@click.option("--out", "-o", type=click.Path(path_type=Path, file_okay=False), required=True,
+              help="Run folder: config.json, checkpoints/, samples/, tensorboard/, metrics.jsonl. "
+                   "An existing run folder is resumed from its newest checkpoint.")
+@click.option("--val", type=SHARD, help="Validation shard: mean SSIM of its stories picks checkpoints/best.pt.")
+@click.option("--epochs", type=int, help="Epochs of the story stream (default 120 unless --max-steps is given).")
+@click.option("--max-steps", type=int, help="Train for this many steps in all instead of --epochs.")
+@click.option("--device", type=DEVICES, default="auto", help="auto: the GPU if CUDA has one, else the CPU.")
+@click.option("--model", type=click.Choice(["storygan", "imagegan"]), default="storygan",
+              help="imagegan: the paper's baseline without story encoder, context encoder and story discriminator.")
+@click.option("--image-size", type=int,
+              help="Frame size the model draws (a power of two >= 8); shard frames of another size are resized "
+                   "to it. Without it the model draws 64x64 and the shard must hold 64x64 frames.")
+@click.option("--g-width", type=int, default=64, help="Generator width (channels of its last 4x4 layer / 8).")
+@click.option("--d-width", type=int, default=64, help="Discriminators' width (channels of their first layer).")
+@click.option("--noise-dim", type=int, default=100, help="Size of the per-frame noise.")
+@click.option("--story-batch", type=int, default=24, help="Stories per batch (story discriminator stream).")
+@click.option("--image-batch", type=int, default=60, help="Single frames per batch (image discriminator stream).")
+@click.option("--lr", type=float, default=2e-4, help="Adam learning rate of all networks (betas 0.5, 0.999).")
+@click.option("--lr-decay-epochs", type=int, default=20, help="Halve the learning rate every this many epochs.")
+@click.option("--g-updates", type=int, default=2, help="Generator updates per discriminator update.")
+@click.option("--kl-weight", type=float, default=1.0, help="Weight of the story code's KL term.")
+@click.option("--label-weight", type=float, default=1.0, help="Weight of the auxiliary label classification loss.")
+@click.option("--labels-in-condition/--no-labels-in-condition", default=None,
+              help="Append each frame's labels to its condition [default: as the shard says; yes for Pororo-SV].")
+@click.option("--seed", type=int, default=0, help="Seed of initialisation, noise and data order.")
+@click.option("--workers", type=int, help="DataLoader workers per stream [default: a quarter of the cores, 1..4].")
+@click.option("--checkpoint-every", type=int, default=500, help="Steps between checkpoints (and validations).")
+@click.option("--sample-every", type=int, default=500, help="Steps between samples/step_XXXXXX.png.")
+@click.option("--log-every", type=int, default=10, help="Steps between log lines (TensorBoard, metrics.jsonl).")
+@click.option("--keep", type=int, default=3, help="Numbered checkpoints to keep (best.pt is kept besides).")
+@click.option("--val-stories", type=int, default=256, help="Validation stories scored at each checkpoint.")
+@click.option("--sample-stories", type=int, default=4, help="Stories drawn in each samples/ sheet.")
+@click.option("--progress/--no-progress", default=True, help="Show a progress bar.")
+def train(train_shard: Path, out: Path, val: Path | None, **options):
+    """Train StoryGAN on TRAIN_SHARD (a shard of format v1: CLEVR-SV, Pororo-SV, ...).
+
+    Runs on the GPU when there is one (bf16 autocast), else on the CPU. Ctrl-C saves a checkpoint and stops;
+    running the same command again resumes exactly where it stopped.
+    """
+    from sv_model.train import TrainOptions, train as run_training
+
+    result = run_training(TrainOptions(train=str(train_shard), out=str(out), val=None if val is None else str(val),
+                                       **options))
+    click.echo(f"run folder: {result.run_dir}")
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
+@click.option("--checkpoint", "-c", type=click.Path(path_type=Path, dir_okay=False), required=True,
+              help="A training checkpoint (RUN/checkpoints/best.pt or step_XXXXXX.pt).")
+@click.option("--data", type=SHARD, help="Shard whose story --index is drawn, beside its real frames.")
+@click.option("--index", "-i", type=int, multiple=True,
+              help="Story index in --data (repeat for several stories, one row each).")
+@click.option("--texts", "-t", multiple=True, metavar="TEXT",
+              help="One sentence per frame (repeat T times): draws a new story. Only for models whose shard "
+                   "conditions are sentence embeddings (Pororo-SV).")
+@click.option("--out", "-o", type=click.Path(path_type=Path, dir_okay=False), required=True,
+              help="PNG to write: one row per story, real frames (with --data) then generated frames.")
+@click.option("--seed", type=int, default=0, help="Seed of the generator's noise.")
+@click.option("--device", type=DEVICES, default="auto")
+def generate(checkpoint: Path, data: Path | None, index: tuple[int, ...], texts: tuple[str, ...], out: Path,
+             seed: int, device: str):
+    """Draw stories with a trained generator: the stories --index of --data, or a new one from --texts."""
+    from sv_model import generate as gen
+
+    if bool(texts) == bool(data):
+        raise CommandError("give either --data with --index, or --texts")
+    generator = gen.load_generator(checkpoint, device)
+    if texts:
+        frames = gen.generate_from_texts(generator, list(texts), seed)
+        path = gen.save_story_sheet(out, frames)
+    else:
+        if not index:
+            raise CommandError("--data needs --index (the story to draw)")
+        path = gen.generate_from_shard(generator, data, list(index), out, seed)
+    click.echo(f"wrote {path}")
