@@ -239,7 +239,7 @@ def test_the_real_description_file_with_gifs_for_three_episodes(tmp_path):
     assert "180 episodes (episode without videos 180)" in result.output
     rows = (tmp_path / "out" / "report.tsv").read_text().splitlines()
     assert sum(r.startswith("episode\t") for r in rows) == 180
-    assert any(r.startswith(f"clip\t") and "video not found" in r and "7.gif" in r for r in rows)
+    assert any(r.startswith("clip\t") and "video not found" in r and "7.gif" in r for r in rows)
     shards = read_all(tmp_path / "out")
     assert sorted(len(set(s["episode"])) for s in shards.values()) == [1, 1, 1]
     by_clip = {(c.episode, c.number): c for c in table.clips}
@@ -270,3 +270,15 @@ def test_command_line_errors(show, tmp_path):
     assert "nothing usable is left" in result.output
     rows = (tmp_path / "o2" / "report.tsv").read_text().splitlines()
     assert sum(r.startswith("clip\t") and "video not found" in r for r in rows) == 30
+
+
+def test_the_toy_show_builds_as_the_demo_would(tmp_path):
+    from sv_data.pororo.toy import write_toy_show
+
+    videos, table = write_toy_show(tmp_path, episodes=2, clips_per_episode=6)
+    result = CliRunner().invoke(sv_data, ["build-pororo", "--videos", str(videos), "--descriptions", str(table),
+                                          "--out", str(tmp_path / "toy-sv"), "--workers", "1", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("pororo-sv: 4 stories (train 2, val 2) from 12 of 12 clips")
+    for split in ("train", "val"):
+        assert validate(tmp_path / "toy-sv" / f"{split}.h5") == []

@@ -111,7 +111,8 @@ def test_import_keeps_the_release_splits_frames_and_labels(release, tmp_path):
             for t, image_path in enumerate(paths):
                 episode, n = image_path.split("/")[-2], int(Path(image_path).stem)
                 frames = EPISODES[episodes[episode]][3]
-                assert read_code(batch.images[i, t]) == (episodes[episode] + 1, 4 * n + batch.extra["strip_frame"][i, t])
+                code = (episodes[episode] + 1, 4 * n + batch.extra["strip_frame"][i, t])
+                assert read_code(batch.images[i, t]) == code
                 assert batch.extra["frame_count"][i, t] == frames
                 pool = [read_code(im) for im in batch.extra["frame_pool"][i, t]]
                 assert pool == [(episodes[episode] + 1, 4 * n + m % frames) for m in range(4)]  # 4: the longest

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import json
 import multiprocessing as mp
 import os
 import shutil
@@ -92,8 +91,9 @@ class BuildSummary:
         total = sum(self.stories.values())
         if self.already_built:
             return f"{self.out}: already built with these options ({total} stories: {splits}); report {self.report}"
-        parts = [f"{DATASET}: {total} stories{f' ({splits})' if splits else ''} from {self.clips_used} of {self.clips_total} clips "
-                 f"in {self.episodes_used} of {self.episodes_total} episodes"]
+        in_splits = f" ({splits})" if splits else ""
+        parts = [f"{DATASET}: {total} stories{in_splits} from {self.clips_used} of {self.clips_total} clips in "
+                 f"{self.episodes_used} of {self.episodes_total} episodes"]
         skipped = []
         if self.skipped_clip_reasons:
             kinds = Counter(r.split(":", 1)[0] for r in self.skipped_clip_reasons)
@@ -550,7 +550,7 @@ def story_extras(frames: int, pool: int, size: int, descriptions: int) -> dict[s
     return extras
 
 
-@functools.lru_cache(maxsize=32)
+@functools.lru_cache(maxsize=8)  # a window of clips touches a few videos only
 def _load_samples(path: str) -> dict[str, np.ndarray]:
     with np.load(path) as cached:
         return {name: cached[name] for name in ("images", "frame_index", "frame_time", "primary")}
@@ -568,4 +568,3 @@ def _balance_note(split: SplitResult, names: Sequence[str]) -> str:
         split.frequencies.items()
     )
     return f"character frame frequencies by split (draws tried: {split.draws}): {frequencies}"
-

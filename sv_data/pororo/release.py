@@ -294,7 +294,8 @@ class ReleaseStoryJob:
             build_config=self._config,
             extras={
                 "story_index": ExtraSpec((), "int64", "index of the story in the release's story list (img_cache4)"),
-                "frame_id": ExtraSpec((t,), "str", "image of each frame: its path under the release root, without .png"),
+                "frame_id": ExtraSpec((t,), "str",
+                                      "image of each frame: its path under the release root, without .png"),
                 "descriptions": ExtraSpec((t, self.max_captions), "str",
                                           "every caption of each frame, padded with empty strings; texts holds the "
                                           "first"),
@@ -302,8 +303,9 @@ class ReleaseStoryJob:
                                         "all frames of each image's strip, in strip order; a strip of fewer than "
                                         f"{k} frames repeats its frames (see frame_count)"),
                 "frame_count": ExtraSpec((t,), "int64", "frames in each image's strip"),
-                "strip_frame": ExtraSpec((t,), "int64", "which strip frame (from 0) images holds: a seeded draw among "
-                                                           "those that are not one flat colour"),
+                "strip_frame": ExtraSpec((t,), "int64",
+                                         "which strip frame (from 0) images holds: a seeded draw among those that "
+                                         "are not one flat colour"),
             },
         )
 
