@@ -237,6 +237,7 @@ def test_the_real_description_file_with_gifs_for_three_episodes(tmp_path):
     expected = sum(n - 4 for n in clip_counts.values()) - 5  # the missing clip 7 takes 5 windows with it
     assert result.output.startswith(f"pororo-sv: {expected} stories")
     assert "180 episodes (episode without videos 180)" in result.output
+    assert "; 5 stories not made for want of a skipped clip;" in result.output
     rows = (tmp_path / "out" / "report.tsv").read_text().splitlines()
     assert sum(r.startswith("episode\t") for r in rows) == 180
     assert any(r.startswith("clip\t") and "video not found" in r and "7.gif" in r for r in rows)

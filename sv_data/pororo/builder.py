@@ -139,7 +139,10 @@ def build_pororo(options: PororoOptions) -> BuildSummary:
     problems += sample_problems
     usable = [p is None for p in clip_problem]
     episodes = table.episodes()
-    windows, left_out = story_windows(episodes, usable, options.frames_per_story, options.stride)
+    # Episodes without videos are reported as such: counting their stories as "not made" would only be noise.
+    missing = {p.episode for p in video_problems if p.skipped == "episode"}
+    present = {e: clips_of for e, clips_of in episodes.items() if e not in missing}
+    windows, left_out = story_windows(present, usable, options.frames_per_story, options.stride)
     summary = BuildSummary(
         out, report_path, {}, clips_total=len(clips), clips_used=sum(usable), episodes_total=len(episodes),
         windows_left_out=left_out, problems=problems, label_names=detector.names, tolerance=options.balance_tolerance,
