@@ -42,11 +42,12 @@ def caption(episode: str, image: int) -> str:
     return f"Pororo and Crong in {episode}, image {image}." if image % 2 else f"Eddy alone in {episode}, {image}."
 
 
-def write_release(root: Path, with_caches: bool = True) -> dict:
-    """The layout as circulated: strips, the pickled dicts, caches in ImageFolder order and the split ids."""
+def write_release(root: Path, one_level: bool = False) -> dict:
+    """The layout as circulated: strips, the pickled dicts, caches in ImageFolder order and the split ids.
+    ``one_level``: episode folders right under the root, as in some copies (the dicts keep the season)."""
     descriptions, labels = {}, {}
     for e, (season, episode, images, frames) in enumerate(EPISODES):
-        folder = root / season / episode
+        folder = root / episode if one_level else root / season / episode
         folder.mkdir(parents=True)
         for n in range(images):
             cv2.imwrite(str(folder / f"{n}.png"), strip(e, n, frames))
@@ -63,9 +64,8 @@ def write_release(root: Path, with_caches: bool = True) -> dict:
         following = [f"{folder}/{n + i}.png" for i in range(1, 5)]
         if all(f in ordered for f in following):
             stories.append((path, following))
-    if with_caches:
-        np.save(root / "img_cache4.npy", np.array([s.encode() for s, _ in stories]))
-        np.save(root / "following_cache4.npy", np.array([[f.encode() for f in fs] for _, fs in stories]))
+    np.save(root / "img_cache4.npy", np.array([s.encode() for s, _ in stories]))
+    np.save(root / "following_cache4.npy", np.array([[f.encode() for f in fs] for _, fs in stories]))
     # 16 stories: 0-10 start in ENGLISH1_1_ep1, 11-13 in ENGLISH1_1_ep2, 14-15 in Rescue_ep1
     ids = (np.array([0, 2, 3, 7, 9, 14]), np.array([1, 4, 10]), np.array([5, 11, 15]))
     np.save(root / "train_seen_unseen_ids.npy", np.array(ids, dtype=object), allow_pickle=True)
@@ -120,6 +120,18 @@ def test_import_keeps_the_release_splits_frames_and_labels(release, tmp_path):
                 assert list(batch.extra["descriptions"][i, t]) == [caption(episode, n), f"Another caption of {n}."]
                 assert batch.labels[i, t].tolist() == written["labels"][f"{episode}/{n}"].astype(int).tolist()
     assert not (out / "work").exists()
+
+
+def test_a_one_level_copy_gives_the_same_stories(release, tmp_path):
+    root, written = release
+    flat = tmp_path / "flat"
+    flat_written = write_release(flat, one_level=True)
+    # ImageFolder's classes are now the episodes; their order, and so the story list, is unchanged here
+    assert [Path(s).name for s, _ in flat_written["stories"]] == [Path(s).name for s, _ in written["stories"]]
+    summary = import_storygan_pororo(ImportOptions(flat, tmp_path / "out", image_size=SIZE, progress=False))
+    assert summary.stories == {"train": 6, "val": 3, "test": 3} and not summary.problems
+    with ShardReader(tmp_path / "out" / "val.h5") as reader:
+        assert reader.read("extra/frame_id", [0])[0][0] == "Pororo_ENGLISH1_1_ep1/1"
 
 
 def test_without_caches_the_same_shards_are_made(release, tmp_path):
