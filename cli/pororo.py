@@ -8,8 +8,10 @@ import click
 
 from sv_data.pororo.characters import PORORO_CHARACTERS
 
-_WORKERS = dict(type=click.IntRange(min=1), default=os.cpu_count() or 1, show_default="all cores",
-                help="Worker processes: each reads whole videos (or writes chunks of stories).")
+
+def _workers(what: str):
+    return click.option("--workers", type=click.IntRange(min=1), default=os.cpu_count() or 1,
+                        show_default="all cores", help=f"Worker processes: {what}.")
 
 
 @click.command("build-pororo")
@@ -39,7 +41,7 @@ _WORKERS = dict(type=click.IntRange(min=1), default=os.cpu_count() or 1, show_de
                    "re-drawn until it holds, or the best draw is reported.")
 @click.option("--seed", type=int, default=0, show_default=True,
               help="Decides the frames drawn (per clip) and the split.")
-@click.option("--workers", **_WORKERS)
+@_workers("each reads whole videos (one decoder thread each), then writes chunks of stories")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Show progress bars.")
 def build_pororo(videos, descriptions, out, image_size, frames_per_clip, frames_per_story, stride, characters,
                  split_text, balance_tolerance, seed, workers, progress):
@@ -78,7 +80,7 @@ def build_pororo(videos, descriptions, out, image_size, frames_per_clip, frames_
               help="Side of the stored frames (the release's are 128).")
 @click.option("--seed", type=int, default=0, show_default=True,
               help="Decides which frame of each strip goes into images (all of them go to extra/frame_pool).")
-@click.option("--workers", **_WORKERS)
+@_workers("each writes chunks of stories from the strips")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Show progress bars.")
 def import_storygan_pororo(root, out, image_size, seed, workers, progress):
     """Convert the Pororo-SV release that StoryGAN's successors circulate into shards, keeping its splits.

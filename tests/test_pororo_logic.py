@@ -228,3 +228,14 @@ def test_frame_choice_is_uniform_and_depends_only_on_seed_and_clip():
         chosen = choose(1, f"e/{clip}", 10, 3)
         primary[chosen.frame_index[chosen.primary]] += 1
     assert primary.min() > 240 and primary.max() < 360
+
+
+def test_the_logic_modules_load_neither_opencv_nor_torch():
+    import subprocess
+    import sys
+
+    modules = "descriptions, characters, stories, sampling, report, resume, safe_npy, builder, release"
+    code = (f"import sys\nfrom sv_data.pororo import {modules}\n"
+            "print(sorted(m for m in ('cv2', 'torch', 'sentence_transformers') if m in sys.modules))")
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert loaded.strip() == "[]"
