@@ -221,7 +221,7 @@ class _ClipCollector:
                 line=line, episode=episode, clip=number, video=video or ""))
             return
 
-        description = values.get("description", "").strip()
+        description = values.get("description", "").strip().replace("\r\n", "\n")
         bad_byte = _not_utf8(description)
         if bad_byte or not description:
             reason = f"not UTF-8: byte {bad_byte} in the description" if bad_byte else "empty description"
