@@ -1,0 +1,147 @@
+"""`sv-model train` and `sv-model generate` from the command line, and the generation API."""
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from PIL import Image
+from test_model_data import COLOUR_NAMES, empty_shard, one_cpu_thread, squares_shard  # noqa: F401 (autouse fixture)
+
+from cli.model import main
+from sv_data.pororo.characters import PORORO_CHARACTERS
+from sv_data.pororo.encoder import CONDITION_DIM
+from sv_data.shards import ShardReader, ShardSpec, ShardWriter, StoryBatch, read_info
+from sv_model.generate import IncompatibleShardError, load_generator
+
+TINY = ["--image-size", "16", "--g-width", "4", "--d-width", "4", "--story-batch", "4", "--image-batch", "8",
+        "--workers", "0", "--no-progress"]
+
+
+def run(*args):
+    result = CliRunner().invoke(main, [str(a) for a in args])
+    return result.exit_code, result.output
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A run of two steps on 16x16 squares: its folder and its training shard."""
+    folder = tmp_path_factory.mktemp("trained")
+    shard = squares_shard(folder / "train.h5", stories=6, size=16)
+    torch.set_num_threads(1)
+    code, output = run("train", shard, "--out", folder / "run", "--max-steps", 2, *TINY)
+    assert code == 0, output
+    return folder / "run", shard
+
+
+def test_help_describes_the_commands():
+    for command, option in (("train", "--image-size"), ("generate", "--checkpoint")):
+        code, output = run(command, "--help")
+        assert code == 0 and option in output
+
+
+def test_train_writes_a_run_folder(trained):
+    run_dir, _ = trained
+    assert (run_dir / "config.json").is_file() and (run_dir / "checkpoints" / "step_000002.pt").is_file()
+    assert (run_dir / "samples" / "step_000002.png").is_file()
+
+
+def test_generate_writes_real_and_generated_frames_side_by_side(trained, tmp_path):
+    run_dir, shard = trained
+    out = tmp_path / "story.png"
+    code, output = run("generate", "--checkpoint", run_dir / "checkpoints" / "step_000002.pt", "--data", shard,
+                       "--index", 0, "--index", 3, "--out", out, "--device", "cpu")
+    assert code == 0, output
+    image = np.asarray(Image.open(out))
+    gap = 2  # max(2, 16 // 8)
+    assert image.shape == (2 * 16 + gap, 2 * 4 * 16 + gap, 3)
+    with ShardReader(shard) as reader:  # the left half holds the real frames of story 3
+        real = reader.read("images", [3])[0]
+    np.testing.assert_array_equal(image[16 + gap :, : 4 * 16], np.concatenate(list(real), axis=1))
+
+
+def test_generation_api_is_deterministic_per_seed_and_checks_the_shard(trained, tmp_path):
+    run_dir, shard = trained
+    generator = load_generator(run_dir / "checkpoints" / "step_000002.pt", device="cpu")
+    info = read_info(shard)
+    generator.check_compatible(info)
+    assert (generator.dataset, generator.frames_per_story, generator.image_size) == ("squares", 4, (16, 16))
+    assert (generator.condition_dim, generator.label_names) == (6, COLOUR_NAMES)
+    with ShardReader(shard) as reader:
+        conditions, labels = reader.read("conditions", range(5)), reader.read("labels", range(5))
+    a = generator.generate(conditions, labels, seed=7, batch_size=2)
+    assert a.shape == (5, 4, 16, 16, 3) and a.dtype == np.uint8
+    np.testing.assert_array_equal(a, generator.generate(conditions, labels, seed=7))
+    assert not np.array_equal(a, generator.generate(conditions, labels, seed=8))
+    other = read_info(squares_shard(tmp_path / "other.h5", stories=1, size=16, dataset="clevr-sv"))
+    with pytest.raises(IncompatibleShardError, match="dataset is clevr-sv in the shard, squares in the model"):
+        generator.check_compatible(other)
+
+
+def test_bad_inputs_end_with_one_line_and_status_2(trained, tmp_path):
+    run_dir, shard = trained
+    (tmp_path / "notes.h5").write_text("not a shard")
+    code, output = run("train", tmp_path / "notes.h5", "--out", tmp_path / "a")
+    assert code == 2 and output.strip() == f"error: {tmp_path / 'notes.h5'}: not an HDF5 file"
+    code, output = run("train", empty_shard(tmp_path / "empty.h5", size=16), "--out", tmp_path / "b", *TINY)
+    assert code == 2 and "holds no stories" in output
+    code, output = run("train", shard, "--out", tmp_path / "c", "--max-steps", 1)
+    assert code == 2 and "frames are 16x16 but the model draws 64x64; pass --image-size" in output
+    code, output = run("train", shard, "--out", tmp_path / "d", "--epochs", 1, "--max-steps", 1, *TINY)
+    assert code == 2 and "not both" in output
+    code, output = run("generate", "--checkpoint", shard, "--data", shard, "--index", 0, "--out", tmp_path / "x.png")
+    assert code == 2 and "not a readable checkpoint" in output
+    checkpoint = run_dir / "checkpoints" / "step_000002.pt"
+    code, output = run("generate", "-c", checkpoint, "--data", shard, "--index", 99, "--out", tmp_path / "x.png")
+    assert code == 2 and "story index 99 is out of range 0..5" in output
+    code, output = run("generate", "-c", checkpoint, "--texts", "a", "--texts", "b", "--out", tmp_path / "x.png")
+    assert code == 2 and "whose conditions are not sentence embeddings" in output
+    assert len(output.strip().splitlines()) == 1
+
+
+def test_device_cuda_trains_on_the_gpu_or_says_there_is_none(trained, tmp_path):
+    _, shard = trained
+    code, output = run("train", shard, "--out", tmp_path / "gpu", "--max-steps", 1, "--device", "cuda", *TINY)
+    if torch.cuda.is_available():
+        assert code == 0, output
+    else:
+        assert code == 2 and "--device cuda: CUDA is not available on this machine" in output
+
+
+def test_imagegan_baseline_trains_and_generates(tmp_path):
+    shard = squares_shard(tmp_path / "train.h5", stories=6, size=16)
+    code, output = run("train", shard, "--out", tmp_path / "run", "--max-steps", 2, "--model", "imagegan", *TINY)
+    assert code == 0, output
+    generator = load_generator(tmp_path / "run" / "checkpoints" / "step_000002.pt", device="cpu")
+    assert generator.model == "imagegan"
+    assert generator.generate(np.zeros((1, 4, 6), np.float32), np.zeros((1, 4, 4), np.uint8), 0).shape == (1, 4, 16, 16, 3)
+
+
+def pororo_like_shard(path, stories=6, size=16):
+    """A shard shaped like Pororo-SV: sentence-embedding conditions, the nine characters as labels."""
+    spec = ShardSpec("pororo-sv", "train", 4, (size, size), PORORO_CHARACTERS, CONDITION_DIM)
+    rng = np.random.default_rng(0)
+    with ShardWriter(path, spec) as writer:
+        writer.append(StoryBatch(
+            rng.integers(0, 256, (stories, 4, size, size, 3), dtype=np.uint8),
+            [["Pororo runs."] * 4] * stories,
+            [f"p{i}" for i in range(stories)],
+            rng.integers(0, 2, (stories, 4, len(PORORO_CHARACTERS))),
+            rng.standard_normal((stories, 4, CONDITION_DIM)).astype(np.float32),
+        ))
+    return path
+
+
+def test_texts_draw_a_new_pororo_story_with_the_builders_encoder(tmp_path):
+    shard = pororo_like_shard(tmp_path / "train.h5")
+    code, output = run("train", shard, "--out", tmp_path / "run", "--max-steps", 1, *TINY)
+    assert code == 0, output
+    generator = load_generator(tmp_path / "run" / "checkpoints" / "step_000001.pt", device="cpu")
+    assert generator.config.labels_in_condition and generator.config.input_dim == CONDITION_DIM + 9
+    texts = ["Pororo is skiing.", "Crong follows Pororo.", "Eddy waves.", "They all laugh."]
+    out = tmp_path / "new.png"
+    code, output = run("generate", "-c", tmp_path / "run" / "checkpoints" / "step_000001.pt",
+                       *[a for t in texts for a in ("--texts", t)], "--out", out, "--device", "cpu")
+    assert code == 0, output
+    assert Image.open(out).size == (4 * 16, 16)
+    code, output = run("generate", "-c", tmp_path / "run" / "checkpoints" / "step_000001.pt", "--texts", "One.",
+                       "--out", out)
+    assert code == 2 and "stories of 4 frames, got 1 texts" in output
