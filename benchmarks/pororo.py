@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sv_data.pororo.builder import VideoTask, run_sampling
+from sv_data.pororo.frames import VideoTask, run_sampling
 from sv_data.pororo.video import ClipRequest, open_video
 
 import cv2  # noqa: E402  (after sv_data.pororo.video, which quietens FFmpeg)

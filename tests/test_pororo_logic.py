@@ -234,7 +234,7 @@ def test_the_logic_modules_load_neither_opencv_nor_torch():
     import subprocess
     import sys
 
-    modules = "descriptions, characters, stories, sampling, report, resume, safe_npy, builder, release"
+    modules = "descriptions, characters, stories, sampling, report, resume, safe_npy, frames, builder, release"
     code = (f"import sys\nfrom sv_data.pororo import {modules}\n"
             "print(sorted(m for m in ('cv2', 'torch', 'sentence_transformers') if m in sys.modules))")
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout

@@ -13,9 +13,7 @@ What could not be used goes into ``OUT/report.tsv``; ``OUT/work`` is removed whe
 """
 from __future__ import annotations
 
-import functools
 import hashlib
-import multiprocessing as mp
 import os
 import shutil
 from collections import Counter
@@ -31,6 +29,7 @@ from sv_data.errors import SvkitError
 from sv_data.pororo.characters import PORORO_CHARACTERS, CharacterDetector
 from sv_data.pororo.descriptions import PORORO_QA, Clip, Descriptions, natural_key, read_descriptions
 from sv_data.pororo.encoder import CONDITION_DIM, ENCODER_NAME, encode_cached
+from sv_data.pororo.frames import VideoTask, cached_outcome, load_samples, run_sampling
 from sv_data.pororo.report import REPORT_NAME, Problem, count_kinds, write_report
 from sv_data.pororo.resume import claim_work_dir, finished_build
 from sv_data.pororo.stories import SplitResult, Window, parse_split, split_episodes, story_windows
@@ -284,23 +283,12 @@ def _labels(clips: Sequence[Clip], detector: CharacterDetector) -> tuple[list[np
 
 # ---------------------------------------------------------------------------------------- phase 1: sampling frames
 
-@dataclass(frozen=True)
-class VideoTask:
-    video: str  # relative to --videos
-    path: str
-    cache: str
-    requests: tuple  # of video.ClipRequest
-    frames_per_clip: int
-    image_size: int
-    seed: int
-
-
 def _sample_frames(
     clips: Sequence[Clip], videos: Sequence[str], clip_problem: list[str | None], options: PororoOptions,
     cache_dir: Path,
 ) -> tuple[dict[int, tuple[str, int]], list[Problem]]:
     """Sample every usable clip; returns clip index -> (cache file, row) and the problems found in the videos."""
-    from sv_data.pororo.video import ClipRequest
+    from sv_data.pororo.video import ClipRequest  # OpenCV: only when a build runs
 
     by_video: dict[str, list[int]] = {}
     for i, problem in enumerate(clip_problem):
@@ -324,7 +312,7 @@ def _sample_frames(
     outcomes: dict[str, list[str | None]] = {}
     todo = []
     for task in tasks:
-        cached = _cached_outcome(task)
+        cached = cached_outcome(task)
         if cached is None:
             todo.append(task)
         else:
@@ -347,81 +335,6 @@ def _sample_frames(
                 clip_problem[i] = problem
                 found.append(_clip_problem(clips[i], task.video, problem))
     return samples, found
-
-
-def run_sampling(tasks: list[VideoTask], workers: int) -> Iterator[tuple[str, list[str | None]]]:
-    """Run :func:`sample_to_cache` on every task, in ``workers`` processes; yields as videos are finished."""
-    if not tasks:
-        return
-    tasks = sorted(tasks, key=_task_size, reverse=True)  # long videos first, so that no worker finishes last alone
-    if workers == 1 or len(tasks) == 1:
-        for task in tasks:
-            yield sample_to_cache(task)
-        return
-    ctx = mp.get_context("spawn")  # torch may be loaded in this process; it is not fork-safe
-    pool = ctx.Pool(min(workers, len(tasks)), initializer=_init_sampler)
-    try:
-        chunk = max(1, min(16, len(tasks) // (8 * workers)))
-        yield from pool.imap_unordered(sample_to_cache, tasks, chunksize=chunk)
-        pool.close()
-    except BaseException:
-        pool.terminate()
-        raise
-    finally:
-        pool.join()
-
-
-def _task_size(task: VideoTask) -> int:
-    try:
-        return os.path.getsize(task.path)
-    except OSError:
-        return 0
-
-
-def _init_sampler() -> None:
-    import cv2
-
-    cv2.setNumThreads(1)
-
-
-def sample_to_cache(task: VideoTask) -> tuple[str, list[str | None]]:
-    """Sample one video's clips and store the frames (atomically) in ``task.cache``; the clips' problems."""
-    from sv_data.pororo.video import sample_video
-
-    sampled = sample_video(Path(task.path), task.requests, task.frames_per_clip, task.image_size, task.seed)
-    k, size = task.frames_per_clip, task.image_size
-    images = np.zeros((len(sampled), k, size, size, 3), dtype=np.uint8)
-    frame_index = np.full((len(sampled), k), -1, dtype=np.int64)
-    frame_time = np.full((len(sampled), k), np.nan, dtype=np.float64)
-    for row, clip in enumerate(sampled):
-        if clip.problem is None:
-            images[row], frame_index[row], frame_time[row] = clip.images, clip.frame_index, clip.frame_time
-    arrays = {
-        "keys": np.array([c.key for c in sampled], dtype=str),
-        "problems": np.array([c.problem or "" for c in sampled], dtype=str),
-        "images": images,
-        "frame_index": frame_index,
-        "frame_time": frame_time,
-        "primary": np.array([c.primary for c in sampled], dtype=np.int64),
-    }
-    cache = Path(task.cache)
-    tmp = cache.with_name(f".{cache.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
-        np.savez(f, **arrays)
-    os.replace(tmp, cache)
-    return task.video, [c.problem for c in sampled]
-
-
-def _cached_outcome(task: VideoTask) -> list[str | None] | None:
-    """The clips' problems from a finished cache file that matches the task, or None."""
-    try:
-        with np.load(task.cache) as cached:
-            keys, problems = cached["keys"].tolist(), cached["problems"].tolist()
-    except (OSError, KeyError, ValueError):
-        return None
-    if keys != [r.key for r in task.requests]:
-        return None
-    return [p or None for p in problems]
 
 
 # ------------------------------------------------------------------------------------------- phase 2: the stories
@@ -503,7 +416,7 @@ class PororoStoryJob:
         for i, window in enumerate(windows):
             for j, c in enumerate(window):
                 clip = self.clips[c]
-                sampled = _load_samples(clip.cache)
+                sampled = load_samples(clip.cache)
                 pool[i, j] = sampled["images"][clip.row]
                 pool_index[i, j] = sampled["frame_index"][clip.row]
                 pool_time[i, j] = sampled["frame_time"][clip.row]
@@ -551,12 +464,6 @@ def story_extras(frames: int, pool: int, size: int, descriptions: int) -> dict[s
             frame_pool_time=ExtraSpec((frames, pool), "float64", "time (s) in its video of each frame_pool frame"),
         )
     return extras
-
-
-@functools.lru_cache(maxsize=8)  # a window of clips touches a few videos only
-def _load_samples(path: str) -> dict[str, np.ndarray]:
-    with np.load(path) as cached:
-        return {name: cached[name] for name in ("images", "frame_index", "frame_time", "primary")}
 
 
 # ------------------------------------------------------------------------------------------------------ reporting

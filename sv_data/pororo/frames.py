@@ -1,0 +1,109 @@
+"""Phase 1 of a Pororo build: sampling the clips of each video into a cache file, in worker processes.
+
+Each video is one :class:`VideoTask`; its result is written atomically to ``task.cache`` (an .npz holding, per
+clip, the k drawn frames, their indices and times, the position of the story image, or the reason the clip
+failed). A task whose cache file exists and names the same clips is never run again. This module stays light
+(numpy; OpenCV only inside the workers), because every worker process imports it.
+"""
+from __future__ import annotations
+
+import functools
+import multiprocessing as mp
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class VideoTask:
+    video: str  # relative to --videos
+    path: str
+    cache: str
+    requests: tuple  # of video.ClipRequest
+    frames_per_clip: int
+    image_size: int
+    seed: int
+
+
+def run_sampling(tasks: list[VideoTask], workers: int) -> Iterator[tuple[str, list[str | None]]]:
+    """Run :func:`sample_to_cache` on every task, in ``workers`` processes; yields as videos are finished."""
+    if not tasks:
+        return
+    tasks = sorted(tasks, key=_task_size, reverse=True)  # long videos first, so that no worker finishes last alone
+    if workers == 1 or len(tasks) == 1:
+        for task in tasks:
+            yield sample_to_cache(task)
+        return
+    ctx = mp.get_context("spawn")  # torch may be loaded in this process; it is not fork-safe
+    pool = ctx.Pool(min(workers, len(tasks)), initializer=_init_sampler)
+    try:
+        chunk = max(1, min(16, len(tasks) // (8 * workers)))
+        yield from pool.imap_unordered(sample_to_cache, tasks, chunksize=chunk)
+        pool.close()
+    except BaseException:
+        pool.terminate()
+        raise
+    finally:
+        pool.join()
+
+
+def _task_size(task: VideoTask) -> int:
+    try:
+        return os.path.getsize(task.path)
+    except OSError:
+        return 0
+
+
+def _init_sampler() -> None:
+    import cv2
+
+    cv2.setNumThreads(1)
+
+
+def sample_to_cache(task: VideoTask) -> tuple[str, list[str | None]]:
+    """Sample one video's clips and store the frames (atomically) in ``task.cache``; the clips' problems."""
+    from sv_data.pororo.video import sample_video
+
+    sampled = sample_video(Path(task.path), task.requests, task.frames_per_clip, task.image_size, task.seed)
+    k, size = task.frames_per_clip, task.image_size
+    images = np.zeros((len(sampled), k, size, size, 3), dtype=np.uint8)
+    frame_index = np.full((len(sampled), k), -1, dtype=np.int64)
+    frame_time = np.full((len(sampled), k), np.nan, dtype=np.float64)
+    for row, clip in enumerate(sampled):
+        if clip.problem is None:
+            images[row], frame_index[row], frame_time[row] = clip.images, clip.frame_index, clip.frame_time
+    arrays = {
+        "keys": np.array([c.key for c in sampled], dtype=str),
+        "problems": np.array([c.problem or "" for c in sampled], dtype=str),
+        "images": images,
+        "frame_index": frame_index,
+        "frame_time": frame_time,
+        "primary": np.array([c.primary for c in sampled], dtype=np.int64),
+    }
+    cache = Path(task.cache)
+    tmp = cache.with_name(f".{cache.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as f:
+        np.savez(f, **arrays)
+    os.replace(tmp, cache)
+    return task.video, [c.problem for c in sampled]
+
+
+def cached_outcome(task: VideoTask) -> list[str | None] | None:
+    """The clips' problems from a finished cache file that matches the task, or None."""
+    try:
+        with np.load(task.cache) as cached:
+            keys, problems = cached["keys"].tolist(), cached["problems"].tolist()
+    except (OSError, KeyError, ValueError):
+        return None
+    if keys != [r.key for r in task.requests]:
+        return None
+    return [p or None for p in problems]
+
+
+@functools.lru_cache(maxsize=8)  # a window of clips touches a few videos only
+def load_samples(path: str) -> dict[str, np.ndarray]:
+    with np.load(path) as cached:
+        return {name: cached[name] for name in ("images", "frame_index", "frame_time", "primary")}
