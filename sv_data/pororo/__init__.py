@@ -4,6 +4,6 @@ StoryGAN's successors circulate (:mod:`.release`).
 Pure logic, free of OpenCV and PyTorch: :mod:`.descriptions` (the two CSV layouts), :mod:`.characters`,
 :mod:`.stories` (windows and DuCo-balanced splits), :mod:`.sampling` (which frames of a clip), :mod:`.report`,
 :mod:`.resume`, :mod:`.safe_npy` (the restricted unpickler). :mod:`.frames` runs the sampling of videos in
-worker processes; only :mod:`.video` uses OpenCV and only
-:mod:`.encoder` uses PyTorch (through sentence-transformers). :mod:`.toy` writes a tiny made-up show to try a build.
+worker processes; only :mod:`.video` uses OpenCV and only :mod:`.encoder` uses PyTorch (through
+sentence-transformers). :mod:`.toy` writes a tiny made-up show to try a build.
 """
