@@ -65,20 +65,29 @@ def train(train_shard: Path, out: Path, val: Path | None, **options):
 @click.option("--data", type=SHARD, help="Shard whose story --index is drawn, beside its real frames.")
 @click.option("--index", "-i", type=int, multiple=True,
               help="Story index in --data (repeat for several stories, one row each).")
-@click.option("--texts", "-t", multiple=True, metavar="TEXT",
-              help="One sentence per frame (repeat T times): draws a new story. Only for models whose shard "
-                   "conditions are sentence embeddings (Pororo-SV).")
+@click.option("--texts", "-t", "from_texts", is_flag=True,
+              help="Draw a new story from the sentences given as arguments, one per frame. Only for models whose "
+                   "shard conditions are sentence embeddings (Pororo-SV).")
 @click.option("--out", "-o", type=click.Path(path_type=Path, dir_okay=False), required=True,
               help="PNG to write: one row per story, real frames (with --data) then generated frames.")
 @click.option("--seed", type=int, default=0, help="Seed of the generator's noise.")
 @click.option("--device", type=DEVICES, default="auto")
-def generate(checkpoint: Path, data: Path | None, index: tuple[int, ...], texts: tuple[str, ...], out: Path,
-             seed: int, device: str):
-    """Draw stories with a trained generator: the stories --index of --data, or a new one from --texts."""
+@click.argument("texts", nargs=-1)
+def generate(checkpoint: Path, data: Path | None, index: tuple[int, ...], from_texts: bool, out: Path, seed: int,
+             device: str, texts: tuple[str, ...]):
+    """Draw stories with a trained generator: the stories --index of --data beside their real frames, or a new
+    story from sentences:
+
+    \b
+        sv-model generate -c RUN/checkpoints/best.pt --data test.h5 --index 3 --out story.png
+        sv-model generate -c RUN/checkpoints/best.pt --out new.png --texts "Pororo skis." "Crong follows." ...
+    """
     from sv_model import generate as gen
 
-    if bool(texts) == bool(data):
-        raise CommandError("give either --data with --index, or --texts")
+    if from_texts == bool(data):
+        raise CommandError("give either --data with --index, or --texts with one sentence per frame")
+    if texts and not from_texts:
+        raise CommandError(f"unexpected argument {texts[0]!r} (sentences need --texts)")
     generator = gen.load_generator(checkpoint, device)
     if texts:
         frames = gen.generate_from_texts(generator, list(texts), seed)

@@ -453,7 +453,7 @@ class _Loop:
         return values
 
 
-if __name__ == "__main__":
+if __name__ == "__main__":  # python -m sv_model.train ARGS is python -m sv_model train ARGS
     from cli.model import main
 
-    main(["train", *sys.argv[1:]], prog_name="python -m sv_model.train")
+    main(["train", *sys.argv[1:]], prog_name="python -m sv_model")

@@ -60,6 +60,8 @@ class Trainer:
 
     def __init__(self, config: ModelConfig, hyper: Hyperparameters, steps_per_epoch: int, device: torch.device):
         self.config, self.hyper, self.device = config, hyper, device
+        if device.type == "cuda":
+            torch.backends.cudnn.benchmark = True  # shapes are fixed for a run: pick the fastest kernels once
         self.nets = Networks.build(config).to(device)
         self.optimizers = {
             name: torch.optim.Adam(net.parameters(), lr=hyper.lr, betas=ADAM_BETAS)

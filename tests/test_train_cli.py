@@ -92,7 +92,7 @@ def test_bad_inputs_end_with_one_line_and_status_2(trained, tmp_path):
     checkpoint = run_dir / "checkpoints" / "step_000002.pt"
     code, output = run("generate", "-c", checkpoint, "--data", shard, "--index", 99, "--out", tmp_path / "x.png")
     assert code == 2 and "story index 99 is out of range 0..5" in output
-    code, output = run("generate", "-c", checkpoint, "--texts", "a", "--texts", "b", "--out", tmp_path / "x.png")
+    code, output = run("generate", "-c", checkpoint, "--texts", "a", "b", "--out", tmp_path / "x.png")
     assert code == 2 and "whose conditions are not sentence embeddings" in output
     assert len(output.strip().splitlines()) == 1
 
@@ -139,7 +139,7 @@ def test_texts_draw_a_new_pororo_story_with_the_builders_encoder(tmp_path):
     texts = ["Pororo is skiing.", "Crong follows Pororo.", "Eddy waves.", "They all laugh."]
     out = tmp_path / "new.png"
     code, output = run("generate", "-c", tmp_path / "run" / "checkpoints" / "step_000001.pt",
-                       *[a for t in texts for a in ("--texts", t)], "--out", out, "--device", "cpu")
+                       "--out", out, "--device", "cpu", "--texts", *texts)
     assert code == 0, output
     assert Image.open(out).size == (4 * 16, 16)
     code, output = run("generate", "-c", tmp_path / "run" / "checkpoints" / "step_000001.pt", "--texts", "One.",
