@@ -29,7 +29,7 @@ def test_a_short_run_draws_frames_closer_to_the_real_ones_than_at_step_0(tiny_cl
     train_shard, test_shard = tiny_clevr / "train.h5", tiny_clevr / "test.h5"
     result = train(TrainOptions(
         train=str(train_shard), val=str(test_shard), out=str(tmp_path / "run"), max_steps=STEPS, image_size=SIZE,
-        g_width=8, d_width=8, story_batch=8, image_batch=16, workers=0, checkpoint_every=STEPS // 2,
+        device="cpu", g_width=8, d_width=8, story_batch=8, image_batch=16, workers=0, checkpoint_every=STEPS // 2,
         sample_every=STEPS, log_every=25, progress=False,
     ), log=lambda m: None)
     trained = load_generator(result.checkpoint, device="cpu")

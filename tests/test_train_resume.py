@@ -16,7 +16,7 @@ from sv_model import checkpoint
 from sv_model.train import TrainOptions, train
 
 REPO = Path(__file__).resolve().parents[1]
-SMALL = dict(image_size=16, g_width=4, d_width=4, story_batch=4, image_batch=8, log_every=1, progress=False)
+SMALL = dict(device="cpu", image_size=16, g_width=4, d_width=4, story_batch=4, image_batch=8, log_every=1, progress=False)
 
 
 @pytest.fixture(scope="module")
@@ -96,7 +96,7 @@ def test_ctrl_c_saves_a_checkpoint_and_the_resumed_run_matches(tmp_path, shards)
     args = [sys.executable, "-m", "sv_model.train", str(train_shard), "--out", str(run), "--max-steps", "1000",
             "--workers", "1", "--checkpoint-every", "1000", "--sample-every", "1000", "--image-size", "16",
             "--g-width", "4", "--d-width", "4", "--story-batch", "4", "--image-batch", "8", "--log-every", "1",
-            "--no-progress"]
+            "--no-progress", "--device", "cpu"]
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}  # as one_cpu_thread, for equal sums
     process = subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                text=True, start_new_session=True)
