@@ -1,0 +1,99 @@
+"""``sv-model train-evaluator`` and ``sv-model evaluate``: thin click wrappers over sv_model.evaluation."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+DEVICES = click.Choice(["auto", "cpu", "cuda"])
+SHARD = click.Path(path_type=Path, dir_okay=False)
+METRICS = ("ssim", "psnr", "attributes", "characters", "fid", "evaluator-fd")
+CONTEXT = {"help_option_names": ["-h", "--help"], "show_default": True}
+
+
+@click.command(context_settings=CONTEXT)
+@click.argument("train_shard", type=SHARD)
+@click.option("--out", "-o", type=click.Path(path_type=Path, file_okay=False), required=True,
+              help="Evaluator folder to write (evaluator.pt, evaluator.json). An unfinished one is resumed.")
+@click.option("--val", type=SHARD,
+              help="Shard of held-out real stories to score the evaluator on [default: the last --held-out "
+                   "fraction of TRAIN_SHARD, then left out of training].")
+@click.option("--held-out", type=click.FloatRange(0, 1, max_open=True), default=0.1,
+              help="Fraction of TRAIN_SHARD's stories (the last ones) held out when --val is not given.")
+@click.option("--epochs", type=click.IntRange(min=1),
+              help="Training epochs [default: 30 for the CLEVR-SV attribute evaluator, 10 for a character classifier].")
+@click.option("--batch-size", type=click.IntRange(min=1), default=64, help="Frames per training batch.")
+@click.option("--lr", "learning_rate", type=click.FloatRange(min=0, min_open=True),
+              help="Peak learning rate of the one-cycle schedule [default: 2e-3 attributes, 1e-3 characters].")
+@click.option("--input-size", type=click.IntRange(min=32),
+              help="Character classifier only: frames are resized to this size for EfficientNet-Lite0 [default: 128].")
+@click.option("--max-stories", type=click.IntRange(min=1), help="Use only the first N stories of TRAIN_SHARD.")
+@click.option("--seed", type=int, default=0, help="Seed of initialisation, data order and flips.")
+@click.option("--device", type=DEVICES, default="auto", help="auto: the GPU if CUDA has one, else the CPU.")
+def train_evaluator(train_shard: Path, out: Path, **options):
+    """Train svkit's evaluator on the real frames of TRAIN_SHARD and score it on held-out real stories.
+
+    CLEVR-SV: an attribute evaluator that finds every object with its shape, colour, material and size (it learns
+    from the instance masks and attributes that sv-data build-clevr stores). Other shards with labels (Pororo-SV):
+    a multi-label character classifier (EfficientNet-Lite0, ImageNet initialisation shipped with svkit's
+    dependencies). Ctrl-C keeps finished epochs; the same command resumes.
+    """
+    from sv_model.evaluation.evaluators import train_evaluator as run
+
+    info = run(train_shard, out, **options)
+    click.echo(f"evaluator: {out} ({info['kind']}, trained on {info['trained_on']['frames']} frames)")
+    held_out = info.get("held_out")
+    if held_out:
+        scores = ", ".join(f"{k} {v:.4f}" for k, v in held_out.items() if isinstance(v, float))
+        click.echo(f"held-out real frames ({held_out['frames']}, {held_out['source']}): {scores}")
+
+
+def _metric_list(ctx, param, values: tuple[str, ...]) -> list[str] | None:
+    names = [name.strip() for value in values for name in value.split(",") if name.strip()]
+    unknown = [name for name in names if name not in METRICS]
+    if unknown:
+        raise click.BadParameter(f"unknown metric {unknown[0]!r} (choose from {', '.join(METRICS)})")
+    return names or None
+
+
+@click.command(context_settings=CONTEXT)
+@click.option("--checkpoint", "-c", type=click.Path(path_type=Path, dir_okay=False), required=True,
+              help="A training checkpoint (RUN/checkpoints/best.pt or step_XXXXXX.pt).")
+@click.option("--data", type=SHARD, required=True, help="Test shard: every story is drawn and scored.")
+@click.option("--out", "-o", type=click.Path(path_type=Path, dir_okay=False), required=True,
+              help="Report to write (JSON); the same table as printed goes beside it with the suffix .txt.")
+@click.option("--evaluator", type=click.Path(path_type=Path, file_okay=False),
+              help="Evaluator folder from sv-model train-evaluator (needed for attributes, characters, evaluator-fd).")
+@click.option("--metrics", multiple=True, callback=_metric_list, metavar="NAME[,NAME...]",
+              help=f"Metrics to compute, of {', '.join(METRICS)} [default: all that apply to the dataset and "
+                   "the options given].")
+@click.option("--samples", "-k", type=click.IntRange(min=1), default=1,
+              help="Noise draws per story: the report gives the mean and standard deviation over them.")
+@click.option("--seed", type=int, default=0, help="Seed of the noise draws.")
+@click.option("--batch-size", "block_size", type=click.IntRange(min=1), default=64,
+              help="Stories drawn and scored at a time (part of the protocol: the noise depends on it).")
+@click.option("--max-stories", type=click.IntRange(min=1), help="Score only the first N test stories.")
+@click.option("--device", type=DEVICES, default="auto", help="auto: the GPU if CUDA has one, else the CPU.")
+@click.option("--progress/--no-progress", default=True, help="Show a progress bar.")
+def evaluate(checkpoint: Path, data: Path, out: Path, evaluator: Path | None, metrics, device: str, **options):
+    """Draw every story of the test shard with the model of CHECKPOINT and score the drawings, each score next to
+    the same measure on the real test frames (its ceiling): SSIM and PSNR (CLEVR-SV), the attribute evaluator's
+    object scores (CLEVR-SV) or character F1 and frame accuracy (Pororo-SV), FID and svkit's evaluator Fréchet
+    distance. Definitions: docs/evaluation.md."""
+    from sv_model.devices import resolve_device
+    from sv_model.evaluation.evaluators import load_evaluator
+    from sv_model.evaluation.provenance import write_json_atomically
+    from sv_model.evaluation.report import evaluate as run, format_table
+    from sv_model.generate import load_generator
+
+    target = resolve_device(device)
+    generator = load_generator(checkpoint, device=str(target))
+    scorer = load_evaluator(evaluator, device=str(target)) if evaluator is not None else None
+    report = run(generator, data, evaluator=scorer, metrics=metrics, device=target, **options)
+    table = format_table(report)
+    write_json_atomically(report, out)
+    table_path = out.with_suffix(".txt")
+    table_path.write_text(table + "\n")
+    click.echo(table)
+    click.echo(f"wrote {out} and {table_path}")
+

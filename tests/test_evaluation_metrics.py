@@ -1,0 +1,188 @@
+"""The measures themselves: SSIM/PSNR, the Fréchet distance, the object-set and multi-label tallies, and the
+CLEVR-SV truth and training targets."""
+from collections import Counter
+
+import numpy as np
+import pytest
+import torch
+
+from sv_data.clevr.scene import CONDITION_DIM, NUM_OBJECTS, SLOT_SIZE
+from sv_model.evaluation.clevr_objects import GRID, IGNORE, STRIDE, describe, frame_targets, objects_from_conditions
+from sv_model.evaluation.frechet import GaussianStats, frechet_distance
+from sv_model.evaluation.image_metrics import psnr_per_frame, ssim_per_frame
+from sv_model.evaluation.scores import MultiLabelTally, ObjectSetTally, mean_and_std
+
+
+def smooth_frames(n=3, size=64, seed=0):
+    """Frames with structure at several scales (SSIM on pure noise says little)."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:size, 0:size] / size
+    frames = []
+    for _ in range(n):
+        a, b, c = rng.uniform(2, 9, 3)
+        base = np.stack([np.sin(a * xx + b * yy), np.cos(b * xx - c * yy), np.sin(c * xx * yy * 4)], axis=0)
+        frames.append((base + 1) * 127.5)
+    return torch.tensor(np.stack(frames), dtype=torch.float32).round().clamp(0, 255).to(torch.uint8)
+
+
+def test_ssim_of_a_frame_with_itself_is_one_and_falls_with_noise():
+    frames = smooth_frames()
+    assert torch.allclose(ssim_per_frame(frames, frames), torch.ones(3), atol=1e-6)
+    assert torch.isinf(psnr_per_frame(frames, frames)).all()
+    generator = torch.Generator().manual_seed(0)
+    ssims, psnrs = [], []
+    for sigma in (5, 20, 60):
+        noisy = (frames.float() + sigma * torch.randn(frames.shape, generator=generator)).round().clamp(0, 255)
+        ssims.append(ssim_per_frame(noisy, frames))
+        psnrs.append(psnr_per_frame(noisy, frames))
+    for weaker, stronger in zip(ssims, ssims[1:]):
+        assert (stronger < weaker).all()
+    for weaker, stronger in zip(psnrs, psnrs[1:]):
+        assert (stronger < weaker).all()
+    assert (ssims[-1] < 0.5).all() and (ssims[0] > 0.9).all()
+
+
+def test_ssim_keeps_the_leading_dimensions():
+    stories = smooth_frames(8).reshape(2, 4, 3, 64, 64)
+    assert ssim_per_frame(stories, stories).shape == (2, 4)
+
+
+def stats_of(features):
+    stats = GaussianStats(features.shape[1])
+    stats.add(features)
+    return stats
+
+
+def test_frechet_distance_is_zero_for_the_same_set_and_the_squared_shift_for_a_translated_one():
+    rng = np.random.default_rng(0)
+    features = rng.standard_normal((500, 16)) @ rng.standard_normal((16, 16))
+    shift = rng.standard_normal(16)
+    assert frechet_distance(stats_of(features), stats_of(features)) == pytest.approx(0, abs=1e-8)
+    assert frechet_distance(stats_of(features), stats_of(features + shift)) == pytest.approx(np.sum(shift**2), rel=1e-6)
+
+
+def test_frechet_distance_matches_the_closed_form_for_diagonal_gaussians():
+    rng = np.random.default_rng(1)
+    a = rng.standard_normal((4000, 3)) * np.array([1.0, 2.0, 3.0])
+    b = rng.standard_normal((4000, 3)) * np.array([2.0, 2.0, 1.0]) + 1.0
+    sa, sb = stats_of(a), stats_of(b)
+    var_a, var_b = np.diag(sa.covariance()), np.diag(sb.covariance())
+    expected = np.sum((sa.mean() - sb.mean()) ** 2) + np.sum((np.sqrt(var_a) - np.sqrt(var_b)) ** 2)
+    assert frechet_distance(sa, sb) == pytest.approx(expected, rel=0.02)
+    assert frechet_distance(sa, sb) == pytest.approx(frechet_distance(sb, sa), rel=1e-9)
+
+
+def test_gaussian_stats_add_up_like_the_pooled_features():
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((50, 4))
+    merged = stats_of(x[:20]) + stats_of(x[20:])
+    assert np.allclose(merged.mean(), x.mean(axis=0))
+    assert np.allclose(merged.covariance(), np.cov(x, rowvar=False))
+
+
+def test_frechet_distance_is_finite_with_fewer_samples_than_dimensions():
+    rng = np.random.default_rng(3)
+    value = frechet_distance(stats_of(rng.standard_normal((10, 64))), stats_of(rng.standard_normal((12, 64)) + 1))
+    assert np.isfinite(value) and value > 64
+
+
+A, B, C, D, E = (0, 0, 0, 0), (1, 1, 1, 1), (2, 2, 0, 1), (0, 7, 1, 0), (1, 3, 0, 0)
+
+
+def test_object_set_scores_of_a_story_by_hand():
+    actual = [Counter([A]), Counter([A, B]), Counter([A, B, C]), Counter([A, B, C, D])]
+    predicted = [Counter([A]), Counter([A, B]), Counter([A, C]), Counter([A, B, C, D, E])]
+    tally = ObjectSetTally()
+    tally.add_story(predicted, actual)
+    scores = tally.scores()
+    assert scores["object_precision"] == pytest.approx(9 / 10)
+    assert scores["object_recall"] == pytest.approx(9 / 10)
+    assert scores["object_f1"] == pytest.approx(0.9)
+    assert scores["exact_match_accuracy"] == pytest.approx(2 / 4)
+    assert scores["object_count_accuracy"] == pytest.approx(2 / 4)
+    assert scores["consistency"] == pytest.approx(2 / 3)  # B vanishes between frames 1 and 2
+
+
+def test_object_sets_are_multisets():
+    tally = ObjectSetTally()
+    tally.add_story([Counter([A])], [Counter([A, A])])
+    assert tally.scores()["object_recall"] == 0.5
+    assert tally.scores()["exact_match_accuracy"] == 0.0
+
+
+def test_tallies_add_up_over_stories():
+    one, two, both = ObjectSetTally(), ObjectSetTally(), ObjectSetTally()
+    one.add_story([Counter([A])], [Counter([A])])
+    two.add_story([Counter([B])], [Counter([A])])
+    both.add_story([Counter([A])], [Counter([A])])
+    both.add_story([Counter([B])], [Counter([A])])
+    one += two
+    assert one == both
+    assert both.scores()["exact_match_accuracy"] == 0.5
+
+
+def test_multi_label_scores_by_hand():
+    actual = np.array([[[1, 0, 1], [0, 0, 0]], [[1, 1, 0], [0, 1, 0]]])
+    predicted = np.array([[[1, 0, 0], [0, 0, 0]], [[1, 1, 1], [0, 1, 0]]])
+    tally = MultiLabelTally()
+    tally.add(predicted, actual)
+    scores = tally.scores()
+    assert scores["character_precision"] == pytest.approx(4 / 5)
+    assert scores["character_recall"] == pytest.approx(4 / 5)
+    assert scores["character_f1"] == pytest.approx(0.8)
+    assert scores["frame_accuracy"] == pytest.approx(2 / 4)
+
+
+def test_mean_and_std_over_draws():
+    assert mean_and_std([0.5]) == (0.5, None)
+    mean, std = mean_and_std([1.0, 2.0, 3.0])
+    assert mean == 2.0 and std == pytest.approx(1.0)
+
+
+def conditions_for(objects):
+    """A story's (T, 75) StoryGAN vectors for objects given as (shape, colour, material, size) tuples."""
+    out = np.zeros((NUM_OBJECTS, CONDITION_DIM), np.float32)
+    for t in range(NUM_OBJECTS):
+        for k, (shape, color, material, size) in enumerate(objects[: t + 1]):
+            slot = out[t, k * SLOT_SIZE : (k + 1) * SLOT_SIZE]
+            slot[[shape, 3 + color, 11 + material, 13 + size]] = 1
+            slot[15:] = (0.5, -1.0, 0.35 if size else 0.7)
+        out[t, -3:] = (0.7, 0.7, 0)
+    return out
+
+
+def test_objects_are_read_back_from_the_storygan_vector():
+    objects = [A, D, C, A]
+    stories = objects_from_conditions(conditions_for(objects)[None])
+    assert stories == [[Counter(objects[: t + 1]) for t in range(NUM_OBJECTS)]]
+    assert describe(D) == "large yellow metal cube"
+
+
+def test_training_targets_mark_one_anchor_on_each_visible_object():
+    mask = np.zeros((64, 64), np.uint8)
+    mask[8:24, 8:24] = 1  # a square
+    ring = np.zeros((64, 64), bool)
+    yy, xx = np.mgrid[0:64, 0:64]
+    ring[(yy - 44) ** 2 + (xx - 40) ** 2 <= 12**2] = True
+    ring[(yy - 44) ** 2 + (xx - 40) ** 2 <= 7**2] = False  # a ring: its centroid is not on it
+    mask[ring] = 2
+    attributes = np.array([[0, 1, 1, 0], [2, 6, 0, 1], [1, 1, 1, 1]])  # object 2 is absent from this frame
+    heat, labels = frame_targets(mask, attributes)
+    peaks = np.argwhere(heat == 1.0)
+    assert len(peaks) == 2
+    for y, x in peaks:
+        owner = mask[y * STRIDE : (y + 1) * STRIDE, x * STRIDE : (x + 1) * STRIDE]
+        assert owner.any(), "an anchor cell lies on its object"
+        assert tuple(labels[:, y, x]) in {(0, 1, 1, 0), (2, 6, 0, 1)}
+    assert heat.shape == labels.shape[1:] == (GRID, GRID)
+    assert (labels[:, 0, 0] == IGNORE).all()
+    assert tuple(labels[:, 8, 8]) == (0, 1, 1, 0)
+
+
+def test_training_targets_from_a_larger_mask_land_on_the_same_grid():
+    small = np.zeros((64, 64), np.uint8)
+    small[20:30, 30:44] = 1
+    large = small.repeat(2, axis=0).repeat(2, axis=1)
+    heat_small, labels_small = frame_targets(small, np.array([[1, 2, 0, 1]]))
+    heat_large, labels_large = frame_targets(large, np.array([[1, 2, 0, 1]]))
+    assert np.array_equal(heat_small, heat_large) and np.array_equal(labels_small, labels_large)
