@@ -24,7 +24,7 @@ SPLIT_COUNT = click.IntRange(min=None)  # negative counts get the library's one-
               help="Cycles device: cpu, or gpu (the first of OptiX, CUDA, HIP, oneAPI, Metal that has a device).")
 @click.option("--workers", default=None, type=int,
               help="Rendering processes, each holding one Blender session. [default: number of cores]")
-@click.option("--chunk-size", default=50, show_default=True, type=int,
+@click.option("--chunk-size", default=10, show_default=True, type=int,
               help="Stories per part file: the unit of work that a resumed build skips when finished.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def build_clevr(out, n_train, n_test, n_val, seed, image_size, samples, denoise, device, workers, chunk_size, quiet):

@@ -183,7 +183,7 @@ def default_workers() -> int:
 
 def build_clevr(out_dir: os.PathLike | str, split_sizes: Mapping[str, int], *, seed: int = 0, image_size: int = 64,
                 samples: int = 16, denoise: bool = True, device: str = "cpu", workers: int | None = None,
-                chunk_size: int = 50, progress: bool = True) -> dict[str, Path]:
+                chunk_size: int = 10, progress: bool = True) -> dict[str, Path]:
     """Build (or resume) CLEVR-SV into ``out_dir``; returns the split files. Checks every option first."""
     from sv_data.build import build
     from sv_data.clevr.render import DEVICES

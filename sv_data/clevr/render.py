@@ -15,6 +15,7 @@ import shutil
 import sys
 import tempfile
 from contextlib import contextmanager
+from multiprocessing.util import Finalize
 from pathlib import Path
 
 import numpy as np
@@ -78,6 +79,8 @@ class ClevrRenderer:
         self.bpy = bpy
         self.image_size = image_size
         self._tmp = Path(tempfile.mkdtemp(prefix="svkit-clevr-"))
+        # Also at the exit of a pool worker, which skips atexit handlers but runs multiprocessing's finalizers.
+        Finalize(self, shutil.rmtree, args=(str(self._tmp),), kwargs={"ignore_errors": True}, exitpriority=10)
         bpy.ops.wm.read_factory_settings(use_empty=True)
         self.scene = bpy.context.scene
         self._configure(samples, denoise, device, threads)
