@@ -46,17 +46,42 @@ SHARD = click.Path(path_type=Path, dir_okay=False)
 @click.option("--val-stories", type=int, default=256, help="Validation stories scored at each checkpoint.")
 @click.option("--sample-stories", type=int, default=4, help="Stories drawn in each samples/ sheet.")
 @click.option("--progress/--no-progress", default=True, help="Show a progress bar.")
-def train(train_shard: Path, out: Path, val: Path | None, **options):
+@click.option("--gpus", type=int, default=1,
+              help="Train data-parallel on N GPUs of this machine: runs `python -m torch.distributed.run "
+                   "--standalone --nproc-per-node N -m sv_model.train` with the other options. Batch sizes are "
+                   "per GPU. With --device cpu: N CPU processes (gloo).")
+def train(train_shard: Path, out: Path, val: Path | None, gpus: int, **options):
     """Train StoryGAN on TRAIN_SHARD (a shard of format v1: CLEVR-SV, Pororo-SV, ...).
 
     Runs on the GPU when there is one (bf16 autocast), else on the CPU. Ctrl-C saves a checkpoint and stops;
     running the same command again resumes exactly where it stopped.
     """
+    if gpus != 1:
+        from sv_model import distributed
+
+        raise SystemExit(distributed.launch(gpus, options["device"], _arguments_without_gpus()))
     from sv_model.train import TrainOptions, train as run_training
 
     result = run_training(TrainOptions(train=str(train_shard), out=str(out), val=None if val is None else str(val),
                                        **options))
     click.echo(f"run folder: {result.run_dir}")
+
+
+def _arguments_without_gpus() -> list[str]:
+    """The command line of this ``train`` call as parsed, for the processes that torchrun starts."""
+    context = click.get_current_context()
+    arguments = []
+    for param in context.command.params:
+        value = context.params[param.name]
+        if param.name == "gpus" or value is None:
+            continue
+        if isinstance(param, click.Argument):
+            arguments.insert(0, str(value))
+        elif param.is_flag and param.secondary_opts:
+            arguments.append(param.opts[0] if value else param.secondary_opts[0])
+        else:
+            arguments += [param.opts[0], str(value)]
+    return arguments
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})

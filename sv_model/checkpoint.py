@@ -7,7 +7,8 @@ A checkpoint is a dict:
 - ``model``: the :class:`~sv_model.networks.ModelConfig` as a dict; ``options``: the training options
 - ``step``: finished training steps; ``metric``: the validation SSIM at this step, or None
 - ``networks``, ``optimizers``, ``schedulers``: state dicts by name
-- ``rng``: the python, numpy, torch and CUDA random states at the end of step ``step``
+- ``rng``: the python, numpy, torch and CUDA random states at the end of step ``step``; ``rank_rng`` (only from
+  data-parallel runs): those of every rank, in rank order (``rng`` is rank 0's)
 - ``shard``: what the training shard was (dataset, image size, number of stories, path)
 
 A run keeps ``checkpoints/step_XXXXXX.pt`` (the last few) and ``checkpoints/best.pt`` (highest validation SSIM).

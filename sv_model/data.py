@@ -73,15 +73,22 @@ def stream_batch(size: int, batch_size: int, seed: int, stream: int, k: int) -> 
 
 
 class StreamBatches(Sampler):
-    """Batches start, start+1, ... of a stream, forever; each index comes with its batch number."""
+    """Batches start, start+1, ... of a stream, forever; each index comes with its batch number.
 
-    def __init__(self, size: int, batch_size: int, seed: int, stream: int, start: int = 0):
+    With ``rank``/``world_size`` (data-parallel training), batch k of the stream holds ``batch_size * world_size``
+    items and this rank takes its ``batch_size`` of them: the ranks together read the global batch that one process
+    with that batch size reads."""
+
+    def __init__(self, size: int, batch_size: int, seed: int, stream: int, start: int = 0, rank: int = 0,
+                 world_size: int = 1):
         self.size, self.batch_size, self.seed, self.stream, self.start = size, batch_size, seed, stream, start
+        self.rank, self.world_size = rank, world_size
 
     def __iter__(self):
-        k = self.start
+        k, mine = self.start, slice(self.rank * self.batch_size, (self.rank + 1) * self.batch_size)
         while True:
-            yield [(k, int(i)) for i in stream_batch(self.size, self.batch_size, self.seed, self.stream, k)]
+            batch = stream_batch(self.size, self.batch_size * self.world_size, self.seed, self.stream, k)
+            yield [(k, int(i)) for i in batch[mine]]
             k += 1
 
 
@@ -100,10 +107,12 @@ class StreamDataset(Dataset):
     """Batches of a stream, already collated: ``images`` uint8 (B, T, 3, H, W) for stories, (B, 3, H, W) with
     ``frame`` (B,) for frames; ``conditions`` float32 (B, T, D) and ``labels`` uint8 (B, T, L) of whole stories."""
 
-    def __init__(self, path: Path, stream: int, seed: int, pool_frames: bool):
+    def __init__(self, path: Path, stream: int, seed: int, pool_frames: bool, rank: int = 0):
         self.stories = StoryDataset(path, random_pool_frame=pool_frames)
         self.frames = self.stories.info.frames_per_story
         self.stream, self.seed, self.pool_frames = stream, seed, pool_frames
+        # Each rank draws its own pool frames; rank 0 draws as a single process does.
+        self.seed_words = [seed, stream] + ([rank] if rank else [])
 
     def __len__(self) -> int:
         return len(self.stories) * (self.frames if self.stream == FRAME_STREAM else 1)
@@ -112,7 +121,7 @@ class StreamDataset(Dataset):
         batch_number = keyed[0][0]
         items = np.asarray([i for _, i in keyed], dtype=np.int64)
         rows, frames = (items // self.frames, items % self.frames) if self.stream == FRAME_STREAM else (items, None)
-        with _numpy_seed([self.seed, self.stream, batch_number]):
+        with _numpy_seed([*self.seed_words, batch_number]):
             samples = self.stories.__getitems__(rows)
         batch = {key: torch.stack([s[key] for s in samples]) for key in ("images", "conditions", "labels")}
         if frames is not None:
@@ -127,12 +136,13 @@ def _already_collated(batch: dict) -> dict:
 
 
 def stream_loader(
-    path: Path, stream: int, batch_size: int, seed: int, start: int, workers: int, pin: bool, pool_frames: bool
+    path: Path, stream: int, batch_size: int, seed: int, start: int, workers: int, pin: bool, pool_frames: bool,
+    rank: int = 0, world_size: int = 1,
 ) -> DataLoader:
-    dataset = StreamDataset(path, stream, seed, pool_frames)
+    dataset = StreamDataset(path, stream, seed, pool_frames, rank)
     return DataLoader(
         dataset,
-        batch_sampler=StreamBatches(len(dataset), batch_size, seed, stream, start),
+        batch_sampler=StreamBatches(len(dataset), batch_size, seed, stream, start, rank, world_size),
         collate_fn=_already_collated,
         num_workers=workers,
         pin_memory=pin,

@@ -5,6 +5,10 @@
 A run folder holds ``config.json``, ``checkpoints/`` (``step_XXXXXX.pt``, the newest few, and ``best.pt``),
 ``tensorboard/``, ``metrics.jsonl`` (the logged statistics, one JSON object per line) and
 ``samples/step_XXXXXX.png``. Running again with the same folder resumes from its newest checkpoint.
+
+Under torchrun (``torchrun --nproc-per-node N -m sv_model.train ...``) it trains data-parallel: each rank reads its
+part of every global batch, gradients are averaged over the ranks (see :mod:`sv_model.distributed`), and only rank
+0 writes the run folder.
 """
 from __future__ import annotations
 
@@ -25,7 +29,7 @@ import torch
 from sv_data.errors import SvkitError
 from sv_data.shards import ShardInfo
 from sv_data.torch_data import StoryDataset
-from sv_model import checkpoint
+from sv_model import checkpoint, distributed
 from sv_model.data import (
     FRAME_STREAM,
     STORY_STREAM,
@@ -38,7 +42,6 @@ from sv_model.data import (
     to_device,
     uses_pool_frames,
 )
-from sv_model.devices import resolve_device
 from sv_model.evaluation.image_metrics import SSIM_IMPLEMENTATION, ssim_per_frame
 from sv_model.generate import draw_stories, save_story_sheet
 from sv_model.networks import ModelConfig
@@ -150,8 +153,8 @@ class _Run:
         self.samples = self.dir / "samples"
         self.metrics_path = self.dir / "metrics.jsonl"
 
-    def check_or_write_config(self, config: dict) -> None:
-        """A new run writes config.json; a resumed one must have been started with the same training options."""
+    def check_config(self, config: dict) -> None:
+        """A resumed run must have been started with the same training options, on as many processes."""
         if self.config_path.exists():
             stored = json.loads(self.config_path.read_text())
             changed = [
@@ -171,6 +174,14 @@ class _Run:
                         f"{self.config_path}: this run was started on other data ({what} {stored[what]} vs "
                         f"{config[what]}); use another --out"
                     )
+            processes = stored["batches"].get("processes", 1), config["batches"]["processes"]
+            if processes[0] != processes[1]:
+                raise SvkitError(
+                    f"{self.config_path}: this run was trained by {processes[0]} process(es), now {processes[1]}; "
+                    f"the batches depend on it: resume with {processes[0]}, or use another --out"
+                )
+
+    def write_config(self, config: dict) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
         _write_json(self.config_path, config)
 
@@ -251,74 +262,100 @@ def _check_options(options: TrainOptions) -> None:
 def train(options: TrainOptions, log=print) -> TrainResult:
     """Train (or resume training) as the options say; returns where it stopped."""
     _check_options(options)
+    with distributed.session(options.device) as context:
+        return _train(options, context, log if context.is_main else lambda message: None)
+
+
+def _rank_seed(seed: int, rank: int) -> int:
+    return int(np.random.SeedSequence([seed, rank]).generate_state(1)[0])
+
+
+def _train(options: TrainOptions, context: distributed.Context, log) -> TrainResult:
     info = open_training_shard(options.train, options.image_size)
     val_info = None
     if options.val is not None:
         val_info = open_training_shard(options.val, options.image_size, role="validation")
         check_same_kind(info, val_info)
-    device = resolve_device(options.device)
+    device, ranks = context.device, context.world_size
     model_config = _model_config(options, info)
 
     n_stories = info.num_stories
-    story_batch = min(options.story_batch, n_stories)
-    image_batch = min(options.image_batch, n_stories * info.frames_per_story)
-    steps_per_epoch = n_stories // story_batch
+    if n_stories < ranks:
+        raise SvkitError(f"{info.path}: {n_stories} stories cannot be shared among {ranks} processes")
+    # Per-rank batches; the ranks together train on batches ``ranks`` times as large.
+    story_batch = min(options.story_batch, n_stories // ranks)
+    image_batch = min(options.image_batch, n_stories * info.frames_per_story // ranks)
+    steps_per_epoch = n_stories // (story_batch * ranks)
     total_steps = options.max_steps or (options.epochs or DEFAULT_EPOCHS) * steps_per_epoch
 
     run = _Run(options)
-    run.check_or_write_config({
+    config = {
         "options": asdict(options),
         "model": model_config.to_dict(),
         "shard_kind": {"dataset": info.spec.dataset, "num_stories": n_stories,
                        "image_size": list(info.image_size)},
-        "batches": {"story": story_batch, "image": image_batch, "steps_per_epoch": steps_per_epoch},
+        "batches": {"story": story_batch, "image": image_batch, "steps_per_epoch": steps_per_epoch,
+                    "processes": ranks, "effective_story": story_batch * ranks,
+                    "effective_image": image_batch * ranks},
         "total_steps": total_steps,
         "validation_metric": f"mean SSIM over frames ({SSIM_IMPLEMENTATION})" if val_info else None,
-    })
+    }
+    run.check_config(config)
+    if context.is_main:
+        run.write_config(config)
 
     _seed_everything(options.seed)
     trainer = Trainer(model_config, options.hyperparameters(), steps_per_epoch, device)
+    if ranks > 1:
+        _seed_everything(_rank_seed(options.seed, context.rank))  # same weights (broadcast), other noise per rank
     start, best_ssim = 0, None
     latest = run.checkpoints.latest()
     if latest is not None:
         payload = checkpoint.load(latest)
         trainer.load_state_dict(payload)
         start, best_ssim = int(payload["step"]), payload.get("best_ssim")
-        checkpoint.restore_rng(payload["rng"])
+        checkpoint.restore_rng(payload["rank_rng"][context.rank] if ranks > 1 else payload["rng"])
         log(f"resuming {run.dir} from {latest.name} (step {start} of {total_steps})")
     else:
         log(
             f"training {model_config.model} on {info.path} ({n_stories} stories of {info.frames_per_story} frames, "
             f"{steps_per_epoch} steps per epoch) on {device}; run folder {run.dir}"
         )
+    if ranks > 1:
+        log(f"{ranks} processes of {story_batch} stories and {image_batch} frames: effective batches of "
+            f"{story_batch * ranks} stories and {image_batch * ranks} frames")
     if story_batch < options.story_batch or image_batch < options.image_batch:
-        log(f"note: the shard is small; batches of {story_batch} stories and {image_batch} frames")
-    run.truncate_metrics(start)
+        log(f"note: the shard is small; batches of {story_batch} stories and {image_batch} frames per process")
+    if context.is_main:
+        run.truncate_metrics(start)
 
     if start >= total_steps:
         log(f"{run.dir}: already trained for {start} steps (of {total_steps}); nothing to do")
         return TrainResult(run.dir, start, total_steps, latest, best_ssim)
 
-    fixed_source = (val_info or info).path
-    val_stories = (
-        _FixedStories(val_info.path, _evenly_spaced(val_info.num_stories, options.val_stories),
-                      model_config.image_size, device)
-        if val_info else None
-    )
-    sample_indices = _evenly_spaced(
-        val_info.num_stories if val_info else n_stories, options.sample_stories
-    )
-    samples = _FixedStories(fixed_source, sample_indices, model_config.image_size, device)
+    val_stories = samples = None
+    if context.is_main:  # validation and sample sheets are drawn by rank 0 alone
+        fixed_source = (val_info or info).path
+        val_stories = (
+            _FixedStories(val_info.path, _evenly_spaced(val_info.num_stories, options.val_stories),
+                          model_config.image_size, device)
+            if val_info else None
+        )
+        sample_indices = _evenly_spaced(
+            val_info.num_stories if val_info else n_stories, options.sample_stories
+        )
+        samples = _FixedStories(fixed_source, sample_indices, model_config.image_size, device)
 
-    loop = _Loop(options, run, trainer, info, device, story_batch, image_batch, steps_per_epoch, total_steps,
+    loop = _Loop(options, run, trainer, info, context, story_batch, image_batch, steps_per_epoch, total_steps,
                  val_stories, samples, best_ssim, log)
     return loop.run(start)
 
 
 class _Loop:
-    def __init__(self, options, run, trainer, info, device, story_batch, image_batch, steps_per_epoch, total_steps,
+    def __init__(self, options, run, trainer, info, context, story_batch, image_batch, steps_per_epoch, total_steps,
                  val_stories, samples, best_ssim, log):
-        self.options, self.run_folder, self.trainer, self.info, self.device = options, run, trainer, info, device
+        self.options, self.run_folder, self.trainer, self.info = options, run, trainer, info
+        self.context, self.device, self.main = context, context.device, context.is_main
         self.story_batch, self.image_batch = story_batch, image_batch
         self.steps_per_epoch, self.total_steps = steps_per_epoch, total_steps
         self.val_stories, self.samples, self.best_ssim, self.log = val_stories, samples, best_ssim, log
@@ -328,7 +365,8 @@ class _Loop:
         workers = default_workers() if self.options.workers is None else self.options.workers
         pin = self.device.type == "cuda"
         pool = uses_pool_frames(self.info)
-        common = dict(seed=self.options.seed, start=start, workers=workers, pin=pin, pool_frames=pool)
+        common = dict(seed=self.options.seed, start=start, workers=workers, pin=pin, pool_frames=pool,
+                      rank=self.context.rank, world_size=self.context.world_size)
         stories = stream_loader(self.info.path, STORY_STREAM, self.story_batch, **common)
         frames = stream_loader(self.info.path, FRAME_STREAM, self.image_batch, **common)
         return iter(stories), iter(frames)
@@ -338,6 +376,8 @@ class _Loop:
         return float(ssim_per_frame(generated, self.val_stories.real).mean())
 
     def _write_samples(self, step: int) -> None:
+        if not self.main:
+            return
         generated = self.samples.draw(self.trainer, self.options.story_batch)
         save_story_sheet(
             self.run_folder.samples / f"step_{step:06d}.png",
@@ -346,6 +386,15 @@ class _Loop:
         )
 
     def _save(self, step: int, writer) -> None:
+        """Rank 0 validates and writes the checkpoint, with every rank's random state; the others wait for it."""
+        rank_rng = distributed.gather(checkpoint.capture_rng())
+        if self.main:
+            self._write_checkpoint(step, writer, rank_rng)
+        else:
+            self.last_checkpoint = self.run_folder.checkpoints.path_for(step)
+        distributed.barrier()
+
+    def _write_checkpoint(self, step: int, writer, rank_rng: list[dict]) -> None:
         ssim = None
         if self.val_stories is not None:
             ssim = self._validate()
@@ -365,7 +414,8 @@ class _Loop:
             "options": asdict(self.options),
             "shard": {"path": str(self.info.path), "dataset": self.info.spec.dataset,
                       "image_size": list(self.info.image_size), "num_stories": self.info.num_stories},
-            "rng": checkpoint.capture_rng(),
+            "rng": rank_rng[0],
+            **({"rank_rng": rank_rng} if len(rank_rng) > 1 else {}),
             **self.trainer.state_dict(),
         }
         self.last_checkpoint = self.run_folder.checkpoints.save(payload, best=best)
@@ -376,16 +426,17 @@ class _Loop:
 
         options, trainer = self.options, self.trainer
         story_iter, frame_iter = self._loaders(start)
-        writer = SummaryWriter(self.run_folder.dir / "tensorboard", purge_step=start if start else None)
+        writer = (SummaryWriter(self.run_folder.dir / "tensorboard", purge_step=start if start else None)
+                  if self.main else None)
         progress = tqdm(total=self.total_steps, initial=start, unit="step", dynamic_ncols=True,
-                        disable=not options.progress, file=sys.stderr)
+                        disable=not (options.progress and self.main), file=sys.stderr)
         step, sums, count, last_stats = start, {}, 0, {}
         window_start, data_time = time.perf_counter(), 0.0
         phase_times = {"discriminators": 0.0, "generator": 0.0}
         interrupted = False
         try:
             with _StopRequest() as stop:
-                while step < self.total_steps and not stop.requested:
+                while step < self.total_steps and not distributed.any_rank(stop.requested, self.device):
                     fetch = time.perf_counter()
                     try:
                         stories = to_device(next(story_iter), self.device, trainer.config.image_size)
@@ -412,7 +463,7 @@ class _Loop:
                     if step % options.checkpoint_every == 0 or step == self.total_steps:
                         self._save(step, writer)
                     progress.update(1)
-                interrupted = stop.requested
+                interrupted = step < self.total_steps
             if interrupted and count:
                 self._log(writer, progress, step, sums, count, time.perf_counter() - window_start, data_time,
                           phase_times)
@@ -420,7 +471,8 @@ class _Loop:
                 self._save(step, writer)  # between two steps, so the checkpoint holds whole steps only
         finally:
             progress.close()
-            writer.close()
+            if writer is not None:
+                writer.close()
             del story_iter, frame_iter
         if step % options.sample_every and step == self.total_steps:
             self._write_samples(step)
@@ -434,15 +486,18 @@ class _Loop:
 
     def _log(self, writer, progress, step, sums, count, elapsed, data_time, phase_times) -> dict:
         values = {k: float(v) / count for k, v in sums.items()}  # one device sync per log, not per step
+        values = distributed.mean_over_ranks(values, self.device)  # the losses of the whole global batch
         values.update({
             "lr": self.trainer.learning_rate,
             "time/step": elapsed / count,
             "time/data": data_time / count,
             "time/discriminators": phase_times["discriminators"] / count,
             "time/generator": phase_times["generator"] / count,
-            "throughput/stories_per_s": count * self.story_batch / elapsed,
+            "throughput/stories_per_s": count * self.story_batch * self.context.world_size / elapsed,
             "epoch": step / self.steps_per_epoch,
         })
+        if not self.main:
+            return values
         for key, value in values.items():
             writer.add_scalar(key, value, step)
         self.run_folder.append_metrics({"step": step, **values})

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
-from sv_model import losses
+from sv_model import distributed, losses
 from sv_model.data import DeviceBatch
 from sv_model.generate import autocast
 from sv_model.networks import ModelConfig, Networks, StoryNoise, story_conditions
@@ -63,6 +63,7 @@ class Trainer:
         if device.type == "cuda":
             torch.backends.cudnn.benchmark = True  # shapes are fixed for a run: pick the fastest kernels once
         self.nets = Networks.build(config).to(device)
+        distributed.broadcast_from_main(self.nets.modules().values())  # every rank starts from rank 0's weights
         self.optimizers = {
             # One fused kernel per optimizer step on the GPU, where a step is bound by kernel launches.
             name: torch.optim.Adam(net.parameters(), lr=hyper.lr, betas=ADAM_BETAS, fused=device.type == "cuda")
@@ -89,6 +90,11 @@ class Trainer:
     def _sync(self, enabled: bool) -> None:
         if enabled and self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
+
+    def _optimizer_step(self, name: str) -> None:
+        optimizer = self.optimizers[name]
+        distributed.average_gradients([p for group in optimizer.param_groups for p in group["params"]])
+        optimizer.step()
 
     def _discriminator_update(self, x: _Inputs) -> dict[str, torch.Tensor]:
         g, image_d, story_d = self.nets.generator, self.nets.image_d, self.nets.story_d
@@ -127,7 +133,7 @@ class Trainer:
             self.optimizers[name].zero_grad(set_to_none=True)
         total.backward()
         for name in self.discriminators:
-            self.optimizers[name].step()
+            self._optimizer_step(name)
         return stats
 
     def _generator_update(self, x: _Inputs) -> dict[str, torch.Tensor]:
@@ -150,7 +156,7 @@ class Trainer:
             total = adversarial + self.hyper.label_weight * label_loss + self.hyper.kl_weight * kl
         self.optimizers["generator"].zero_grad(set_to_none=True)
         total.backward()
-        self.optimizers["generator"].step()
+        self._optimizer_step("generator")
         stats.update({"loss/g": total, "loss/g_labels": label_loss, "loss/kl": kl})
         return stats
 
