@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import tempfile
 import time
 from pathlib import Path
@@ -28,6 +29,12 @@ FULL_DATASET_FRAMES = 13_000 * 4
 def read(path: Path, n: int) -> tuple[np.ndarray, np.ndarray]:
     with ShardReader(path) as shard:
         return shard.read_images(range(n)), shard.read("extra/position", range(n))
+
+
+def cpu_seconds() -> float:
+    """CPU time of this process and of its finished children (the build's worker processes)."""
+    return sum(r.ru_utime + r.ru_stime for r in (resource.getrusage(resource.RUSAGE_SELF),
+                                                  resource.getrusage(resource.RUSAGE_CHILDREN)))
 
 
 def psnr(mse: float) -> float:
@@ -49,10 +56,10 @@ def main() -> None:
     common = dict(seed=args.seed, image_size=args.image_size, denoise=denoise, workers=args.workers, progress=False)
 
     with tempfile.TemporaryDirectory(prefix="svkit-bench-") as tmp:
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), cpu_seconds()
         build = build_clevr(Path(tmp, "build"), {"train": args.stories}, samples=args.samples,
                             chunk_size=max(1, args.stories // (4 * args.workers)), **common)["train"]
-        seconds = time.perf_counter() - start
+        seconds, cpu = time.perf_counter() - start, cpu_seconds() - cpu_start
         frames = 4 * args.stories
         fps = frames / seconds
         print(f"build: {args.stories} stories ({frames} frames) at {args.image_size}x{args.image_size}, "
@@ -60,6 +67,9 @@ def main() -> None:
               f"({os.cpu_count()} cores): {seconds:.1f} s = {fps:.1f} frames/s, "
               f"{args.stories / seconds:.2f} stories/s")
         print(f"  at this rate the 10,000 + 3,000-story dataset takes {FULL_DATASET_FRAMES / fps / 60:.0f} min")
+        # On a shared machine the wall clock depends on the neighbours; CPU time per frame much less so.
+        print(f"  CPU time {cpu / frames:.3f} s per frame: {args.workers * frames / cpu:.1f} frames/s "
+              f"if the {args.workers} workers had their cores to themselves")
 
         n = min(args.reference_stories, args.stories)
         start = time.perf_counter()

@@ -1,9 +1,5 @@
 """``sv-data build-clevr`` and ``sv-data import-storygan-clevr``."""
-import os
-
 import click
-
-SPLIT_COUNT = click.IntRange(min=None)  # negative counts get the library's one-line error, not click's
 
 
 @click.command()
