@@ -9,21 +9,26 @@ import click
 from sv_data.errors import SvkitError
 
 
-def build_options(default_chunk: int):
+WORKERS_HELP = "Worker processes on this machine (or Ray actors with --ray)."
+RAY_HELP = ("Run the chunks on a Ray cluster at ADDRESS ('auto' for the one this node belongs to; 'local' starts one "
+            "here). The output folder must be on storage all nodes share.")
+SHARD_HELP = ("Build only this job's share of the chunks (a Slurm array task: $SLURM_ARRAY_TASK_ID); join them "
+              "afterwards with `sv-data merge`.")
+
+
+def build_options(default_chunk: int, workers_help: str = WORKERS_HELP, ray_help: str = RAY_HELP,
+                  shard_help: str = SHARD_HELP):
     """Add --workers, --chunk-size, --ray, --shard-index and --num-shards; the command receives them as one
-    dict ``run`` of keyword arguments for :func:`sv_data.build.build`."""
+    dict ``run`` of keyword arguments for :func:`sv_data.build.build`. A builder whose work is more than chunks
+    of stories says so in its own help texts."""
 
     def decorate(command):
         @click.option("--workers", type=click.IntRange(min=1), default=os.cpu_count() or 1, show_default="all cores",
-                      help="Worker processes on this machine (or Ray actors with --ray).")
+                      help=workers_help)
         @click.option("--chunk-size", type=click.IntRange(min=1), default=default_chunk, show_default=True,
                       help="Stories per part file: the unit of work, of resuming and of retries.")
-        @click.option("--ray", "ray_address", metavar="ADDRESS",
-                      help="Run the chunks on a Ray cluster at ADDRESS ('auto' for the one this node belongs to; "
-                           "'local' starts one here). The output folder must be on storage all nodes share.")
-        @click.option("--shard-index", type=click.IntRange(min=0),
-                      help="Build only this job's share of the chunks (a Slurm array task: $SLURM_ARRAY_TASK_ID); "
-                           "join them afterwards with `sv-data merge`.")
+        @click.option("--ray", "ray_address", metavar="ADDRESS", help=ray_help)
+        @click.option("--shard-index", type=click.IntRange(min=0), help=shard_help)
         @click.option("--num-shards", type=click.IntRange(min=1), help="Number of jobs sharing the build.")
         @functools.wraps(command)
         def wrapper(*args, workers, chunk_size, ray_address, shard_index, num_shards, **kwargs):

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from cli.build_options import build_options
 from sv_data.pororo.characters import PORORO_CHARACTERS
 
 
@@ -41,10 +42,20 @@ def _workers(what: str):
                    "re-drawn until it holds, or the best draw is reported.")
 @click.option("--seed", type=int, default=0, show_default=True,
               help="Decides the frames drawn (per clip) and the split.")
-@_workers("each reads whole videos (one decoder thread each), then writes chunks of stories")
+@build_options(
+    default_chunk=200,  # stories are cheap to write once the frames are sampled
+    workers_help="Worker processes (or Ray actors with --ray): each reads whole videos (one decoder thread each), "
+                 "then writes chunks of stories.",
+    ray_help="Run the work on a Ray cluster at ADDRESS ('auto' for the one this node belongs to; 'local' starts one "
+             "here): actors sample the videos, then write the chunks of stories. The videos and the output folder "
+             "must be on storage all nodes share.",
+    shard_help="Sample only this job's share of the videos (a Slurm array task: $SLURM_ARRAY_TASK_ID) into OUT/work "
+               "and stop; when all jobs are done, the same command without --shard-index and --num-shards writes "
+               "the stories from the sampled frames.",
+)
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Show progress bars.")
 def build_pororo(videos, descriptions, out, image_size, frames_per_clip, frames_per_story, stride, characters,
-                 split_text, balance_tolerance, seed, workers, progress):
+                 split_text, balance_tolerance, seed, run, progress):
     """Build Pororo-SV (or the same for any cartoon) from video clips and their descriptions.
 
     One frame is drawn uniformly inside each clip (it depends only on --seed and the clip), stories are windows
@@ -57,17 +68,16 @@ def build_pororo(videos, descriptions, out, image_size, frames_per_clip, frames_
     Example, with the PororoQA release:
       sv-data build-pororo --videos Scenes_Dialogues --descriptions descriptions.csv
     """
-    from sv_data.pororo.builder import PororoOptions, build_pororo as run
+    from sv_data.pororo.builder import PororoOptions, build_pororo as build
     from sv_data.pororo.characters import parse_character_list
     from sv_data.pororo.stories import parse_split
 
     options = PororoOptions(
         videos=videos, descriptions=descriptions, out=out, image_size=image_size, frames_per_clip=frames_per_clip,
         frames_per_story=frames_per_story, stride=stride, characters=parse_character_list(characters),
-        split=parse_split(split_text), seed=seed, balance_tolerance=balance_tolerance, workers=workers,
-        progress=progress,
+        split=parse_split(split_text), seed=seed, balance_tolerance=balance_tolerance, progress=progress, **run,
     )
-    click.echo(run(options).line())
+    click.echo(build(options).line())
 
 
 @click.command("import-storygan-pororo")

@@ -1,8 +1,9 @@
-"""Running a build's chunks on a Ray cluster: the same chunk function as local workers, as Ray actors.
+"""Running a build's work on a Ray cluster: the same functions as local workers, as Ray actors.
 
-Each actor is one worker process that sets the job up once (one Blender session, say) and then builds chunks
-into part files under the build folder, which must therefore be on storage that every node sees. A chunk whose
-actor dies is retried on another; finished parts are files, so an interrupted Ray build resumes like a local one.
+Each actor is one worker process that sets the work up once (one Blender session, say) and then runs item after
+item: chunks of stories into part files, or (Pororo-SV) videos into frame caches, under the build folder, which
+must therefore be on storage that every node sees. An item whose actor dies is retried on another; finished items
+are files, so an interrupted Ray build resumes like a local one.
 """
 from __future__ import annotations
 
@@ -11,8 +12,9 @@ import os
 import sys
 import threading
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator, Protocol, Sequence
 
 from sv_data.build import BuildError, Chunk, StoryJob, run_chunk
 
@@ -28,17 +30,45 @@ def _import_ray():
     return ray
 
 
-class _ChunkActor:
-    def __init__(self, job: StoryJob, parts_dir: str, progress):
-        job.setup()
-        self.job, self.parts_dir, self.progress = job, Path(parts_dir), progress
+class WorkOnActors(Protocol):
+    """Work items run by long-lived actors: pickled to each actor, set up once there, then run item after item."""
+
+    def setup(self) -> None:
+        """Heavy per-process state, made once in each actor."""
+
+    def run(self, item, report: Callable[[int], None]):
+        """Do one item; ``report(n)`` feeds the progress bar. The return value goes back to the driver."""
+
+    def name(self, item) -> str:
+        """The item, for an error message."""
+
+
+class _Actor:
+    def __init__(self, work: WorkOnActors, progress):
+        work.setup()
+        self.work, self.progress = work, progress
 
     def can_see(self, path: str) -> bool:
         return Path(path).exists()
 
-    def build(self, chunk: Chunk) -> Chunk:
-        run_chunk(self.job, chunk, self.parts_dir, self.progress.put)
+    def run(self, item):
+        return self.work.run(item, self.progress.put)
+
+
+@dataclass(frozen=True)
+class _ChunkWork:
+    job: StoryJob
+    parts_dir: str
+
+    def setup(self) -> None:
+        self.job.setup()
+
+    def run(self, chunk: Chunk, report: Callable[[int], None]) -> Chunk:
+        run_chunk(self.job, chunk, Path(self.parts_dir), report)
         return chunk
+
+    def name(self, chunk: Chunk) -> str:
+        return f"chunk {chunk.part_name}"
 
 
 def _connect(ray, address: str, workers: int) -> None:
@@ -73,15 +103,26 @@ def _check_shared_storage(ray, actors, parts_dir: Path) -> None:
 def run_on_ray(job: StoryJob, todo: list[Chunk], parts_dir: Path, address: str, workers: int,
                update: Callable[[int], None]) -> None:
     """Build the chunks ``todo`` with ``workers`` Ray actors; ``update(n)`` follows finished stories."""
+    work = _ChunkWork(job, str(parts_dir.resolve()))
+    # Large chunks first so that the last actor does not finish long after the others.
+    for _ in run_on_actors(work, sorted(todo, key=lambda c: -c.size), parts_dir, address, workers, update):
+        pass
+
+
+def run_on_actors(work: WorkOnActors, items: Sequence, shared_dir: Path, address: str, workers: int,
+                  update: Callable[[int], None]) -> Iterator:
+    """Run ``items``, in this order, on ``workers`` Ray actors, each set up once; yields their results as they
+    finish. An item whose actor fails or dies is retried, :data:`RETRIES` times at most. ``shared_dir``, where
+    the actors write, must be visible to all of them (checked first)."""
+    if not items:
+        return
     ray = _import_ray()
     from ray.util.queue import Empty, Queue
 
     _connect(ray, address, workers)
     progress = Queue()
-    actor_class = ray.remote(num_cpus=1, max_restarts=RETRIES)(_ChunkActor)
-    actors = [actor_class.remote(job, str(parts_dir.resolve()), progress) for _ in range(min(workers, len(todo)))]
-    _check_shared_storage(ray, actors, parts_dir.resolve())
-
+    actor_class = ray.remote(num_cpus=1, max_restarts=RETRIES)(_Actor)
+    actors = [actor_class.remote(work, progress) for _ in range(min(workers, len(items)))]
     stop = threading.Event()
 
     def pump():
@@ -92,29 +133,33 @@ def run_on_ray(job: StoryJob, todo: list[Chunk], parts_dir: Path, address: str, 
                 pass
 
     pumper = threading.Thread(target=pump, daemon=True)
-    pumper.start()
-    attempts = {chunk: 0 for chunk in todo}
-    queue = sorted(todo, key=lambda c: -c.size)
-    running = {}
     try:
+        _check_shared_storage(ray, actors, shared_dir.resolve())
+        pumper.start()
+        attempts = [0] * len(items)
+        waiting = list(range(len(items)))
+        running = {}
         idle = list(actors)
-        while queue or running:
-            while queue and idle:
-                actor, chunk = idle.pop(), queue.pop(0)
-                running[actor.build.remote(chunk)] = (actor, chunk)
+        while waiting or running:
+            while waiting and idle:
+                actor, index = idle.pop(), waiting.pop(0)
+                running[actor.run.remote(items[index])] = (actor, index)
             done, _ = ray.wait(list(running), num_returns=1)
-            actor, chunk = running.pop(done[0])
-            try:
-                ray.get(done[0])
-            except (ray.exceptions.RayActorError, ray.exceptions.RayTaskError) as exc:
-                attempts[chunk] += 1
-                if attempts[chunk] > RETRIES:
-                    raise BuildError(f"chunk {chunk.part_name} failed {attempts[chunk]} times: {exc}") from None
-                queue.append(chunk)
+            actor, index = running.pop(done[0])
             idle.append(actor)
+            try:
+                result = ray.get(done[0])
+            except (ray.exceptions.RayActorError, ray.exceptions.RayTaskError) as exc:
+                attempts[index] += 1
+                if attempts[index] > RETRIES:
+                    raise BuildError(f"{work.name(items[index])} failed {attempts[index]} times: {exc}") from None
+                waiting.append(index)
+                continue
+            yield result
     finally:
         stop.set()
-        pumper.join()
+        if pumper.is_alive():
+            pumper.join()
         while not progress.empty():
             update(progress.get_nowait())
         for actor in actors:

@@ -283,3 +283,49 @@ def test_the_toy_show_builds_as_the_demo_would(tmp_path):
     assert result.output.startswith("pororo-sv: 4 stories (train 2, val 2) from 12 of 12 clips")
     for split in ("train", "val"):
         assert validate(tmp_path / "toy-sv" / f"{split}.h5") == []
+
+
+def assert_same_shards(first: Path, second: Path) -> None:
+    a, b = read_all(first), read_all(second)
+    assert set(a) == set(b)
+    for split in a:
+        for name in a[split]:
+            np.testing.assert_array_equal(a[split][name], b[split][name], err_msg=f"{split} {name}")
+
+
+def test_a_ray_build_equals_the_local_build(show, built, tmp_path):
+    out, summary = built
+    on_ray = build_pororo(options(show, tmp_path / "ray", ray_address="local", workers=2))
+    assert on_ray.line() == summary.line().replace(str(out), str(tmp_path / "ray"))
+    assert_same_shards(out, tmp_path / "ray")
+    assert not (tmp_path / "ray" / "work").exists()
+
+
+def test_array_jobs_sample_their_share_of_the_videos_then_one_run_writes_the_stories(show, built, tmp_path):
+    out = tmp_path / "array"
+    command = ["build-pororo", "--videos", str(show / "videos"), "--descriptions", str(show / "clips.csv"),
+               "--out", str(out), "--image-size", str(SIZE), "--frames-per-clip", "3", "--split", "0.5,0.25,0.25",
+               "--workers", "1", "--no-progress"]
+    runner = CliRunner()
+    cached = []
+    for index in (1, 0):  # any order, as a scheduler would run them
+        result = runner.invoke(sv_data, command + ["--shard-index", str(index), "--num-shards", "2"])
+        assert result.exit_code == 0, result.output
+        assert f"job {index} of 2 has sampled its" in result.output
+        assert "run the same command without --shard-index and --num-shards" in result.output
+        assert not list(out.glob("*.h5"))
+        cached.append(len(list((out / "work" / "frames").glob("*.npz"))))
+    assert cached == [5, 11]  # 11 videos, sorted and dealt out: job 1 gets 5, job 0 the other 6
+    result = runner.invoke(sv_data, command)
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("pororo-sv: 10 stories")
+    assert_same_shards(built[0], out)
+
+
+def test_sharding_options_go_together(show, tmp_path):
+    result = CliRunner().invoke(sv_data, ["build-pororo", "--videos", str(show / "videos"), "--descriptions",
+                                          str(show / "clips.csv"), "--out", str(tmp_path / "o"), "--shard-index",
+                                          "0", "--no-progress"])
+    assert result.exit_code == 2
+    assert "--shard-index and --num-shards go together" in result.output
+    assert not (tmp_path / "o").exists()

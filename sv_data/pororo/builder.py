@@ -10,6 +10,10 @@ The build runs in two phases, both resumable:
    are written by :func:`sv_data.build.build` into ``OUT/<split>.h5``.
 
 What could not be used goes into ``OUT/report.tsv``; ``OUT/work`` is removed when the build is complete.
+
+With a Ray address both phases run on Ray actors (the texts are still encoded here). One job of an array
+(``shard=(i, n)``) samples only the videos ``i, i+n, ...`` of the sorted video list and stops; the same build
+without ``shard`` then finds every video cached and goes on to phase 2.
 """
 from __future__ import annotations
 
@@ -56,11 +60,16 @@ class PororoOptions:
     balance_tolerance: float = 0.05
     workers: int = 1
     progress: bool = True
+    chunk_size: int = CHUNK_SIZE
+    ray_address: str | None = None  # run both phases on Ray actors ("local" starts Ray here)
+    shard: tuple[int, int] | None = None  # (i, n): sample only this job's share of the videos, then stop
 
     def check(self) -> None:
-        for name in ("image_size", "frames_per_clip", "frames_per_story", "stride", "workers"):
+        for name in ("image_size", "frames_per_clip", "frames_per_story", "stride", "workers", "chunk_size"):
             if getattr(self, name) < 1:
                 raise SvkitError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
+        if self.shard is not None and not 0 <= self.shard[0] < self.shard[1]:
+            raise SvkitError(f"--shard-index must be in 0..num_shards-1, got {self.shard[0]} of {self.shard[1]}")
         if not 0 <= self.balance_tolerance <= 1:
             raise SvkitError(f"--balance-tolerance must lie in 0..1, got {self.balance_tolerance}")
         parse_split(",".join(map(str, self.split)))
@@ -84,10 +93,17 @@ class BuildSummary:
     label_names: tuple[str, ...] = ()
     tolerance: float = 0.05
     already_built: bool = False
+    shard: tuple[int, int] | None = None  # set when this run was one job of an array: it only sampled frames
+    videos_sampled: tuple[int, int] = (0, 0)  # (this job's share, all videos)
 
     def line(self) -> str:
         splits = ", ".join(f"{s} {n}" for s, n in self.stories.items())
         total = sum(self.stories.values())
+        if self.shard is not None:
+            mine, every = self.videos_sampled
+            return (f"{self.out}: job {self.shard[0]} of {self.shard[1]} has sampled its {mine} of {every} videos "
+                    f"into {self.out}/work; when every job is done, run the same command without --shard-index and "
+                    "--num-shards to write the stories")
         if self.already_built:
             return f"{self.out}: already built with these options ({total} stories: {splits}); report {self.report}"
         in_splits = f" ({splits})" if splits else ""
@@ -134,7 +150,10 @@ def build_pororo(options: PororoOptions) -> BuildSummary:
     labels, label_problems = _labels(clips, detector)
     problems += label_problems
 
-    samples, sample_problems = _sample_frames(clips, videos, clip_problem, options, work / "frames")
+    sampled = _sample_frames(clips, videos, clip_problem, options, work / "frames")
+    if options.shard is not None:
+        return BuildSummary(out, report_path, {}, shard=options.shard, videos_sampled=sampled.share)
+    samples, sample_problems = sampled.samples, sampled.problems
     problems += sample_problems
     usable = [p is None for p in clip_problem]
     episodes = table.episodes()
@@ -173,11 +192,11 @@ def build_pororo(options: PororoOptions) -> BuildSummary:
         label_names=detector.names,
         clips=story_clips,
         windows={s: [tuple(row_of[c] for c in w.clips) for w in ws] for s, ws in by_split.items() if ws},
-        conditions=str(conditions_path),
+        conditions=str(Path(conditions_path).resolve()),  # Ray actors need not share this process's directory
     )
     sizes = {s: len(ws) for s, ws in job.windows.items()}
-    build(job, out, sizes, workers=options.workers, chunk_size=CHUNK_SIZE, progress=options.progress,
-          desc="stories")
+    build(job, out, sizes, workers=options.workers, chunk_size=options.chunk_size, progress=options.progress,
+          desc="stories", ray_address=options.ray_address)
 
     summary.stories = sizes
     summary.episodes_used = len({w.episode for w in windows})
@@ -283,50 +302,63 @@ def _labels(clips: Sequence[Clip], detector: CharacterDetector) -> tuple[list[np
 
 # ---------------------------------------------------------------------------------------- phase 1: sampling frames
 
+@dataclass
+class Sampled:
+    samples: dict[int, tuple[str, int]]  # clip index -> (cache file, row)
+    problems: list[Problem]  # found in the videos
+    share: tuple[int, int]  # (videos this run was to sample, all videos)
+
+
 def _sample_frames(
     clips: Sequence[Clip], videos: Sequence[str], clip_problem: list[str | None], options: PororoOptions,
     cache_dir: Path,
-) -> tuple[dict[int, tuple[str, int]], list[Problem]]:
-    """Sample every usable clip; returns clip index -> (cache file, row) and the problems found in the videos."""
+) -> Sampled:
+    """Sample every usable clip (or, for one job of an array, only the clips of its share of the videos)."""
     from sv_data.pororo.video import ClipRequest  # OpenCV: only when a build runs
 
     by_video: dict[str, list[int]] = {}
     for i, problem in enumerate(clip_problem):
         if problem is None:
             by_video.setdefault(videos[i], []).append(i)
+    cache_dir = cache_dir.resolve()  # paths that Ray actors can follow whatever their working directory
     cache_dir.mkdir(parents=True, exist_ok=True)
-    for stale in cache_dir.glob(".*.tmp"):
-        stale.unlink()
+    if options.shard is None:  # the jobs of an array run side by side: their files in progress are not stale
+        for stale in cache_dir.glob(".*.tmp"):
+            stale.unlink()
+    videos_dir = Path(options.videos).resolve()
     tasks = [
         VideoTask(
             video=video,
-            path=str(Path(options.videos) / video),
+            path=str(videos_dir / video),
             cache=str(cache_dir / f"{hashlib.sha1(video.encode('utf-8')).hexdigest()[:20]}.npz"),
             requests=tuple(ClipRequest(clips[i].key, clips[i].start, clips[i].end) for i in indices),
             frames_per_clip=options.frames_per_clip,
             image_size=options.image_size,
             seed=options.seed,
         )
-        for video, indices in by_video.items()
+        for video, indices in sorted(by_video.items())
     ]
+    share = tasks if options.shard is None else tasks[options.shard[0]::options.shard[1]]
     outcomes: dict[str, list[str | None]] = {}
     todo = []
-    for task in tasks:
+    for task in share:
         cached = cached_outcome(task)
         if cached is None:
             todo.append(task)
         else:
             outcomes[task.video] = cached
-    total = sum(len(t.requests) for t in tasks)
+    total = sum(len(t.requests) for t in share)
     done = total - sum(len(t.requests) for t in todo)
     with tqdm(total=total, initial=done, unit="clip", desc="sampling frames", disable=not options.progress,
               dynamic_ncols=True) as bar:
-        for video, problems in run_sampling(todo, options.workers):
+        for video, problems in run_sampling(todo, options.workers, options.ray_address):
             outcomes[video] = problems
             bar.update(len(problems))
 
     samples: dict[int, tuple[str, int]] = {}
     found: list[Problem] = []
+    if options.shard is not None:
+        return Sampled(samples, found, (len(share), len(tasks)))
     for task in tasks:
         for row, (i, problem) in enumerate(zip(by_video[task.video], outcomes[task.video])):
             if problem is None:
@@ -334,7 +366,7 @@ def _sample_frames(
             else:
                 clip_problem[i] = problem
                 found.append(_clip_problem(clips[i], task.video, problem))
-    return samples, found
+    return Sampled(samples, found, (len(tasks), len(tasks)))
 
 
 # ------------------------------------------------------------------------------------------- phase 2: the stories

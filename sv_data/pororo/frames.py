@@ -1,4 +1,4 @@
-"""Phase 1 of a Pororo build: sampling the clips of each video into a cache file, in worker processes.
+"""Phase 1 of a Pororo build: sampling the clips of each video into a cache file, in worker processes or Ray actors.
 
 Each video is one :class:`VideoTask`; its result is written atomically to ``task.cache`` (an .npz holding, per
 clip, the k drawn frames, their indices and times, the position of the story image, or the reason the clip
@@ -28,11 +28,19 @@ class VideoTask:
     seed: int
 
 
-def run_sampling(tasks: list[VideoTask], workers: int) -> Iterator[tuple[str, list[str | None]]]:
-    """Run :func:`sample_to_cache` on every task, in ``workers`` processes; yields as videos are finished."""
+def run_sampling(tasks: list[VideoTask], workers: int, ray_address: str | None = None
+                 ) -> Iterator[tuple[str, list[str | None]]]:
+    """Run :func:`sample_to_cache` on every task, in ``workers`` processes (Ray actors with ``ray_address``);
+    yields as videos are finished."""
     if not tasks:
         return
     tasks = sorted(tasks, key=_task_size, reverse=True)  # long videos first, so that no worker finishes last alone
+    if ray_address is not None:
+        from sv_data.ray_runner import run_on_actors
+
+        cache_dir = Path(tasks[0].cache).parent
+        yield from run_on_actors(SamplingWork(), tasks, cache_dir, ray_address, workers, lambda n: None)
+        return
     if workers == 1 or len(tasks) == 1:
         for task in tasks:
             yield sample_to_cache(task)
@@ -61,6 +69,23 @@ def _init_sampler() -> None:
     import cv2
 
     cv2.setNumThreads(1)
+
+
+class SamplingWork:
+    """Phase 1 as work for Ray actors (:func:`sv_data.ray_runner.run_on_actors`): one video per item."""
+
+    def setup(self) -> None:
+        _init_sampler()
+
+    def run(self, task: VideoTask, report) -> tuple[str, list[str | None]]:
+        # The driver found the file; one that this node cannot see must fail loudly, not be cached as unreadable.
+        if not Path(task.path).is_file():
+            raise FileNotFoundError(f"{task.path}: not visible on node {os.uname().nodename}; the videos of a Ray "
+                                    "build must be on storage that all nodes share, at the same path")
+        return sample_to_cache(task)
+
+    def name(self, task: VideoTask) -> str:
+        return f"video {task.video}"
 
 
 def sample_to_cache(task: VideoTask) -> tuple[str, list[str | None]]:

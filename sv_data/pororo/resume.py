@@ -50,7 +50,7 @@ def claim_work_dir(out: Path, config: dict) -> Path:
     work.mkdir(parents=True, exist_ok=True)
     marker = work / "config.json"
     if not marker.exists():
-        tmp = marker.with_name(".config.json.tmp")
+        tmp = marker.with_name(f".config.json.{os.getpid()}.tmp")  # array jobs may get here at the same time
         tmp.write_text(json.dumps(config, indent=2, sort_keys=True))
         os.replace(tmp, marker)
     return work
