@@ -1,9 +1,9 @@
 """Render CLEVR-SV frames with Blender's Cycles, headless, from a studio made entirely in code.
 
 One :class:`ClevrRenderer` holds one Blender scene for the life of its process: the studio (ground curving up into
-a backdrop, camera, three area lights and a sun), three shared meshes, sixteen materials and, for each of the four
-object slots, one object per shape. Rendering a frame only moves, hides and re-colours those objects, so a story
-costs four Cycles renders and no set-up. Each render writes the denoised image and the object-index pass into one
+a backdrop, camera, three area lights and a sun), sixteen materials and, for each of the four object slots, one
+object per shape. Rendering a frame only moves, parks and re-colours those objects, so a story costs four Cycles
+renders and no set-up. Each render writes the denoised image and the object-index pass into one
 uncompressed EXR (headless Blender hands a render back only through a file), which is read back and removed.
 """
 from __future__ import annotations
@@ -22,6 +22,7 @@ import numpy as np
 
 from sv_data.clevr.scene import (
     CAMERA_LENS_MM,
+    CAMERA_POSITION,
     CAMERA_SENSOR_MM,
     COLORS,
     LIGHTS,
@@ -183,8 +184,6 @@ class ClevrRenderer:
 
     def _ground_mesh(self):
         """The floor and the backdrop as one smooth sheet, curving up away from the (base) camera."""
-        from sv_data.clevr.scene import CAMERA_POSITION
-
         away = -np.asarray(CAMERA_POSITION[:2]) / np.linalg.norm(CAMERA_POSITION[:2])
         side = np.array([away[1], -away[0]])
         arc = [(BACKDROP_START + BACKDROP_RADIUS * math.sin(a), BACKDROP_RADIUS * (1 - math.cos(a)))
