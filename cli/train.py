@@ -113,12 +113,16 @@ def generate(checkpoint: Path, data: Path | None, index: tuple[int, ...], from_t
         raise CommandError("give either --data with --index, or --texts with one sentence per frame")
     if texts and not from_texts:
         raise CommandError(f"unexpected argument {texts[0]!r} (sentences need --texts)")
+    if from_texts and not texts:
+        raise CommandError('--texts needs the story\'s sentences as arguments, one per frame: --texts "..." "..."')
+    if from_texts and index:
+        raise CommandError("--index picks a story of --data; with --texts the sentences are the story")
+    if data and not index:
+        raise CommandError("--data needs --index (the story to draw)")
     generator = gen.load_generator(checkpoint, device)
-    if texts:
+    if from_texts:
         frames = gen.generate_from_texts(generator, list(texts), seed)
         path = gen.save_story_sheet(out, frames)
     else:
-        if not index:
-            raise CommandError("--data needs --index (the story to draw)")
         path = gen.generate_from_shard(generator, data, list(index), out, seed)
     click.echo(f"wrote {path}")

@@ -40,6 +40,7 @@ def accuracy(logits: torch.Tensor, real: bool) -> torch.Tensor:
     return ((logits > 0) == real).float().mean()
 
 
-def mismatched(x: torch.Tensor) -> torch.Tensor:
-    """Pair each sample with the next one's condition: the 'real image, wrong text' term."""
-    return torch.roll(x, shifts=1, dims=0)
+def mismatched(x: torch.Tensor | None) -> torch.Tensor | None:
+    """Pair each sample with the next one's condition: the 'real image, wrong text' term. Training batches hold
+    at least two stories (``sv_model.train`` sees to it), so no sample is paired with its own condition."""
+    return None if x is None else torch.roll(x, shifts=1, dims=0)

@@ -5,8 +5,10 @@
   story state h_t from i_t and outputs the gist o_t, a per-sample 1-D convolution of h_t with a filter computed
   from i_t.
 - :class:`Generator`: (gist o_t, condition_t, noise_t) -> 4x4 features -> upsampling blocks -> RGB in [-1, 1].
-- :class:`ImageDiscriminator`: (frame, its condition, the story's conditions) -> real/fake logit, plus logits of
-  the shard's labels (the auxiliary multi-label classifier).
+- :class:`ImageDiscriminator`: (frame, its condition, the story code) -> real/fake logit, plus logits of the
+  shard's labels (the auxiliary multi-label classifier). The story code is the story encoder's mean, detached,
+  as in the paper's code: the discriminator judges a frame in the light of its story, and its gradient does not
+  reach the story encoder.
 - :class:`StoryDiscriminator`: logit w^T (E_img(X) * E_txt(S)) + b over all frames of a story.
 
 ``model="imagegan"`` is the paper's ImageGAN baseline: no story encoder, no context encoder, no story
@@ -178,9 +180,12 @@ class StoryNoise:
 
     @classmethod
     def draw(cls, batch: int, config: ModelConfig, device, generator: torch.Generator | None = None) -> "StoryNoise":
-        frames = torch.randn(batch, config.frames, config.noise_dim, generator=generator)
-        story = torch.randn(batch, CODE_DIM, generator=generator)
-        return cls(frames.to(device, non_blocking=True), story.to(device, non_blocking=True))
+        """From ``generator`` (on its own device, then moved) or else from the global RNG of ``device`` itself,
+        so that training draws its noise on the GPU without a copy per step."""
+        where = generator.device if generator is not None else device
+        frames = torch.randn(batch, config.frames, config.noise_dim, generator=generator, device=where)
+        story = torch.randn(batch, CODE_DIM, generator=generator, device=where)
+        return cls(frames.to(device), story.to(device))
 
 
 class Generator(nn.Module):
@@ -250,13 +255,13 @@ def _image_encoder(config: ModelConfig) -> tuple[nn.Sequential, int]:
 
 
 class ImageDiscriminator(nn.Module):
-    """(frame, condition_t, story conditions) -> (real/fake logit (n,), label logits (n, L))."""
+    """(frame, condition_t, story code mu (or None for ImageGAN)) -> (real/fake logit (n,), label logits (n, L))."""
 
     def __init__(self, config: ModelConfig):
         super().__init__()
         self.config = config
         self.encoder, channels = _image_encoder(config)
-        condition_input = config.input_dim * (1 + (config.frames if config.story_context else 0))
+        condition_input = config.input_dim + (CODE_DIM if config.story_context else 0)
         self.embed_condition = nn.Sequential(nn.Linear(condition_input, CODE_DIM), nn.LeakyReLU(0.2, inplace=True))
         self.joint = nn.Sequential(
             nn.Conv2d(channels + CODE_DIM, channels, 3, padding=1, bias=False),
@@ -266,9 +271,9 @@ class ImageDiscriminator(nn.Module):
         )
         self.classifier = nn.Conv2d(channels, config.num_labels, 4) if config.num_labels else None
 
-    def forward(self, images: torch.Tensor, conditions: torch.Tensor, story: torch.Tensor):
+    def forward(self, images: torch.Tensor, conditions: torch.Tensor, story_code: torch.Tensor | None):
         features = self.encoder(images)
-        parts = [conditions, story.flatten(1)] if self.config.story_context else [conditions]
+        parts = [conditions, story_code] if self.config.story_context else [conditions]
         code = self.embed_condition(torch.cat(parts, dim=1))
         code = code[:, :, None, None].expand(-1, -1, *features.shape[2:])
         logits = self.joint(torch.cat([features, code], dim=1)).flatten()

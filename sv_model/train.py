@@ -253,6 +253,9 @@ def _check_options(options: TrainOptions) -> None:
     for name in positive:
         if getattr(options, name) < 1:
             raise SvkitError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(options, name)}")
+    for name in ("story_batch", "image_batch"):
+        if getattr(options, name) < 2:  # the wrong-condition term pairs each sample with another one's condition
+            raise SvkitError(f"--{name.replace('_', '-')} must be at least 2, got {getattr(options, name)}")
     for name in ("epochs", "max_steps"):
         value = getattr(options, name)
         if value is not None and value < 1:
@@ -280,8 +283,11 @@ def _train(options: TrainOptions, context: distributed.Context, log) -> TrainRes
     model_config = _model_config(options, info)
 
     n_stories = info.num_stories
-    if n_stories < ranks:
-        raise SvkitError(f"{info.path}: {n_stories} stories cannot be shared among {ranks} processes")
+    if n_stories < 2 * ranks:
+        raise SvkitError(
+            f"{info.path}: {n_stories} stories are too few; training needs at least 2 per process (the "
+            "wrong-condition term pairs each story with another one's condition)"
+        )
     # Per-rank batches; the ranks together train on batches ``ranks`` times as large.
     story_batch = min(options.story_batch, n_stories // ranks)
     image_batch = min(options.image_batch, n_stories * info.frames_per_story // ranks)
@@ -432,7 +438,7 @@ class _Loop:
                         disable=not (options.progress and self.main), file=sys.stderr)
         step, sums, count, last_stats = start, {}, 0, {}
         window_start, data_time = time.perf_counter(), 0.0
-        phase_times = {"discriminators": 0.0, "generator": 0.0}
+        phase_times: dict[str, float] = {}  # of the window's last step, timed exactly (see below)
         interrupted = False
         try:
             with _StopRequest() as stop:
@@ -446,10 +452,13 @@ class _Loop:
                             break
                         raise
                     data_time += time.perf_counter() - fetch
-                    stats, phases = trainer.step(stories, frames)
+                    # On a GPU the phases can only be timed by waiting for it between them: do that on the last
+                    # step of each log window alone, so that the figures are exact and the GPU's queue stays full.
+                    timed = (step + 1) % options.log_every == 0 or step + 1 == self.total_steps
+                    stats, phases = trainer.step(stories, frames, sync=timed)
                     step += 1
-                    for name, seconds in phases.items():
-                        phase_times[name] += seconds
+                    if timed:
+                        phase_times = phases
                     for key, value in stats.items():
                         sums[key] = sums.get(key, 0.0) + value
                     count += 1
@@ -457,7 +466,7 @@ class _Loop:
                         elapsed = time.perf_counter() - window_start
                         last_stats = self._log(writer, progress, step, sums, count, elapsed, data_time, phase_times)
                         sums, count, window_start, data_time = {}, 0, time.perf_counter(), 0.0
-                        phase_times = dict.fromkeys(phase_times, 0.0)
+                        phase_times = {}
                     if step % options.sample_every == 0:
                         self._write_samples(step)
                     if step % options.checkpoint_every == 0 or step == self.total_steps:
@@ -491,8 +500,7 @@ class _Loop:
             "lr": self.trainer.learning_rate,
             "time/step": elapsed / count,
             "time/data": data_time / count,
-            "time/discriminators": phase_times["discriminators"] / count,
-            "time/generator": phase_times["generator"] / count,
+            **{f"time/{phase}": seconds for phase, seconds in phase_times.items()},
             "throughput/stories_per_s": count * self.story_batch * self.context.world_size / elapsed,
             "epoch": step / self.steps_per_epoch,
         })

@@ -99,14 +99,14 @@ class Trainer:
     def _discriminator_update(self, x: _Inputs) -> dict[str, torch.Tensor]:
         g, image_d, story_d = self.nets.generator, self.nets.image_d, self.nets.story_d
         with torch.no_grad(), autocast(self.device):
-            fake_frames, _, _ = g.frames(x.frame_story_conditions, self._noise(len(x.frame_index)), x.frame_index)
+            fake_frames, story_code, _ = g.frames(
+                x.frame_story_conditions, self._noise(len(x.frame_index)), x.frame_index
+            )
             fake_stories = g(x.story_conditions, self._noise(len(x.story_conditions)))[0] if story_d else None
         with autocast(self.device):
-            real, real_labels = image_d(x.frame_images, x.frame_conditions, x.frame_story_conditions)
-            fake, _ = image_d(fake_frames, x.frame_conditions, x.frame_story_conditions)
-            wrong, _ = image_d(
-                x.frame_images, losses.mismatched(x.frame_conditions), losses.mismatched(x.frame_story_conditions)
-            )
+            real, real_labels = image_d(x.frame_images, x.frame_conditions, story_code)
+            fake, _ = image_d(fake_frames, x.frame_conditions, story_code)
+            wrong, _ = image_d(x.frame_images, losses.mismatched(x.frame_conditions), losses.mismatched(story_code))
             label_loss = losses.label_loss(real_labels, x.frame_labels)
             d_image = losses.discriminator_loss(real, fake, wrong) + self.hyper.label_weight * label_loss
             stats = {
@@ -142,7 +142,8 @@ class Trainer:
             fake_frames, mu_f, logvar_f = g.frames(
                 x.frame_story_conditions, self._noise(len(x.frame_index)), x.frame_index
             )
-            logits, label_logits = image_d(fake_frames, x.frame_conditions, x.frame_story_conditions)
+            story_code = None if mu_f is None else mu_f.detach()
+            logits, label_logits = image_d(fake_frames, x.frame_conditions, story_code)
             adversarial = losses.generator_adversarial_loss(logits)
             label_loss = losses.label_loss(label_logits, x.frame_labels)
             kl = losses.kl_divergence(mu_f, logvar_f)

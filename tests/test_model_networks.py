@@ -52,8 +52,8 @@ def test_shapes_follow_the_config(model, size):
     conditions = torch.randn(2, 3, 7)
     stories, mu, logvar = nets.generator(conditions, StoryNoise.draw(2, cfg, "cpu"))
     assert stories.shape == (2, 3, 3, size, size) and stories.abs().max() <= 1
-    frames, _, _ = nets.generator.frames(conditions, StoryNoise.draw(2, cfg, "cpu"), torch.tensor([0, 2]))
-    logits, label_logits = nets.image_d(frames, conditions[:, 0], conditions)
+    frames, story_code, _ = nets.generator.frames(conditions, StoryNoise.draw(2, cfg, "cpu"), torch.tensor([0, 2]))
+    logits, label_logits = nets.image_d(frames, conditions[:, 0], story_code)
     assert logits.shape == (2,) and label_logits.shape == (2, 3)
     if model == "storygan":
         assert mu.shape == logvar.shape == (2, 128)

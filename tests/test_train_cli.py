@@ -95,6 +95,15 @@ def test_bad_inputs_end_with_one_line_and_status_2(trained, tmp_path):
     code, output = run("generate", "-c", checkpoint, "--texts", "a", "b", "--out", tmp_path / "x.png")
     assert code == 2 and "whose conditions are not sentence embeddings" in output
     assert len(output.strip().splitlines()) == 1
+    code, output = run("generate", "-c", checkpoint, "--texts", "--out", tmp_path / "x.png")
+    assert code == 2 and "--texts needs the story's sentences" in output
+    code, output = run("generate", "-c", checkpoint, "--texts", "--index", 0, "a", "b", "--out", tmp_path / "x.png")
+    assert code == 2 and "--index picks a story of --data" in output
+    code, output = run("train", shard, "--out", tmp_path / "e", *TINY, "--story-batch", 1)
+    assert code == 2 and "--story-batch must be at least 2, got 1" in output
+    lonely = squares_shard(tmp_path / "lonely.h5", stories=1, size=16)
+    code, output = run("train", lonely, "--out", tmp_path / "f", "--max-steps", 1, *TINY)
+    assert code == 2 and "1 stories are too few" in output and len(output.strip().splitlines()) == 1
 
 
 def test_device_cuda_trains_on_the_gpu_or_says_there_is_none(trained, tmp_path):
