@@ -16,6 +16,7 @@ from sv_data.pororo import builder
 from sv_data.pororo.builder import PororoOptions, build_pororo
 from sv_data.pororo.characters import PORORO_CHARACTERS, CharacterDetector
 from sv_data.pororo.descriptions import read_descriptions
+from sv_data.errors import SvkitError
 from sv_data.shards import ShardReader, validate
 from sv_data.torch_data import StoryDataset
 
@@ -211,6 +212,38 @@ def test_an_interrupted_build_resumes_without_sampling_again(show, tmp_path, mon
     with pytest.raises(Exception, match="other options"):
         build_pororo(options(show, out, image_size=32))
     assert "already built" in build_pororo(options(show, out)).line()
+
+
+def test_a_build_is_not_resumed_from_another_videos_folder(show, tmp_path, monkeypatch):
+    out = tmp_path / "out"
+
+    def interrupt(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(builder, "build", interrupt)  # the frames are sampled and cached, the stories not written
+    with pytest.raises(KeyboardInterrupt):
+        build_pororo(options(show, out))
+    monkeypatch.undo()
+    other = tmp_path / "other-videos"  # the same file names, other pictures: the cached frames must not be used
+    shutil.copytree(show / "videos", other)
+    write_video(other / "ep1.mp4", 100, FPS, video=30)
+    command = ["build-pororo", "--videos", str(other), "--descriptions", str(show / "clips.csv"), "--out", str(out),
+               "--image-size", str(SIZE), "--frames-per-clip", "3", "--split", "0.5,0.25,0.25", "--workers", "1",
+               "--no-progress"]
+    result = CliRunner().invoke(sv_data, command)
+    assert result.exit_code == 2
+    assert result.output.count("\n") == 1 and result.output.startswith("error: ")
+    assert f"holds a build with other options (videos differ, it was made from --videos " \
+           f"{(show / 'videos').resolve().as_posix()})" in result.output
+    assert not list(out.glob("*.h5"))
+
+    link = tmp_path / "link"  # the same folder under another name is the same build
+    link.symlink_to(show / "videos", target_is_directory=True)
+    assert sum(build_pororo(options(show, out, videos=link)).stories.values()) == 10
+    with pytest.raises(SvkitError, match="videos differ"):  # a complete build is not "already built" either
+        build_pororo(options(show, out, videos=other))
+    with ShardReader(out / "train.h5") as reader:
+        assert reader.info.spec.build_config["videos"] == (show / "videos").resolve().as_posix()
 
 
 def test_the_real_description_file_with_gifs_for_three_episodes(tmp_path):

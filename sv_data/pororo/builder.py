@@ -212,6 +212,9 @@ def _config(options: PororoOptions, table: Descriptions) -> dict:
     """Everything that changes the output, as stored in each shard and compared when a build resumes."""
     return {
         "dataset": DATASET,
+        # The folder, resolved: the sampled frames in OUT/work are named by each video's path inside it, so a
+        # build resumed with another --videos would otherwise silently reuse the frames of the old videos.
+        "videos": Path(options.videos).resolve().as_posix(),
         "descriptions": Path(options.descriptions).name,
         "descriptions_sha256": table.sha256,
         "layout": table.layout,

@@ -43,9 +43,12 @@ def claim_work_dir(out: Path, config: dict) -> Path:
         previous = (previous.get(key) if key else previous) or {}
         if previous != config:
             changed = sorted(k for k in config.keys() | previous.keys() if config.get(k) != previous.get(k))
+            # The videos folder is the one difference that no option's value on the command line shows.
+            source = f", it was made from --videos {previous['videos']}" if "videos" in changed and \
+                previous.get("videos") else ""
             raise BuildError(
-                f"{out}: holds a build with other options ({', '.join(changed)} differ); re-run with the same "
-                "options to resume, or choose another --out"
+                f"{out}: holds a build with other options ({', '.join(changed)} differ{source}); re-run with the "
+                "same options to resume, or choose another --out"
             )
     work.mkdir(parents=True, exist_ok=True)
     marker = work / "config.json"
