@@ -68,6 +68,22 @@ def write_video(path: Path, frames: int, fps: float = 10, video: int = 1) -> Pat
     return path
 
 
+def damaged_copy(source: Path, dest: Path, start: float, stop: float | None = None) -> Path:
+    """``source`` damaged part-way into ``dest``: its bytes from fraction ``start`` to ``stop`` of the file zeroed,
+    or, without ``stop``, the file cut off at ``start`` (a download that stopped)."""
+    data = bytearray(Path(source).read_bytes())
+    a = int(len(data) * start)
+    if stop is None:
+        del data[a:]
+    else:
+        b = int(len(data) * stop)
+        data[a:b] = bytes(b - a)
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    dest.write_bytes(bytes(data))
+    return dest
+
+
 @pytest.mark.parametrize("suffix", [".mp4", ".avi", ".gif"])
 def test_frame_codes_survive_each_format_and_the_resize(tmp_path, suffix):
     path = write_video(tmp_path / f"v{suffix}", frames=40, video=5)

@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from test_pororo_media import coded_frame, read_code, write_video
+from test_pororo_media import coded_frame, damaged_copy, read_code, write_video
 
+from sv_data.pororo import video as video_module
 from sv_data.pororo.video import ClipRequest, sample_video
 
 import cv2  # noqa: E402  (isort: skip; after sv_data.pororo.video, which quietens FFmpeg)
@@ -69,9 +70,7 @@ def test_bad_videos_and_time_ranges_are_named(tmp_path):
     assert sample_video(junk, [ClipRequest("x")], 1, 16, 0)[0].problem.startswith("cannot open video")
 
     for name in ("cut.avi", "cut.gif"):
-        whole = write_video(tmp_path / f"whole-{name}", frames=60, fps=FPS).read_bytes()
-        cut = tmp_path / name
-        cut.write_bytes(whole[: len(whole) // 2])
+        cut = damaged_copy(write_video(tmp_path / f"whole-{name}", frames=60, fps=FPS), tmp_path / name, 0.5)
         (clip,) = sample_video(cut, [ClipRequest("y")], 1, 16, 0)
         assert clip.problem.startswith("truncated video: decoding stops after"), (name, clip.problem)
 
@@ -86,3 +85,54 @@ def test_blank_frames_are_never_drawn(tmp_path):
                          frames_per_clip=1, image_size=16, seed=0)
     assert [read_code(c.images[0]) for c in clips[:2]] == [(4, 12), (4, 30)]
     assert clips[2].problem == "blank clip: every frame is one flat colour"
+
+
+def _same(a, b) -> bool:
+    return a.problem is None and b.problem is None and a.frame_index.tolist() == b.frame_index.tolist() and \
+        np.array_equal(a.images, b.images) and a.primary == b.primary
+
+
+@pytest.mark.parametrize("suffix,start,stop", [(".mp4", 0.5, 0.6), (".avi", 0.55, None)])
+def test_damage_part_way_costs_only_the_clips_after_it(tmp_path, suffix, start, stop):
+    """Real damage (bytes zeroed inside an MPEG-4 file, an AVI cut off): decoding stops part-way; the clips that
+    ended before keep exactly the frames the intact video gives them, the others are reported."""
+    whole = write_video(tmp_path / f"whole{suffix}", frames=80, fps=FPS, video=6)
+    damaged = damaged_copy(whole, tmp_path / f"damaged{suffix}", start, stop)
+    requests = [ClipRequest(f"ep/{i}", float(i), i + 1.0) for i in range(8)]
+    intact = sample_video(whole, requests, 2, 16, 0)
+    clips = sample_video(damaged, requests, 2, 16, 0)
+    kept = [c.problem is None for c in clips]
+    first_lost = kept.index(False)
+    assert 2 <= first_lost <= 6 and not any(kept[first_lost:]), [c.problem for c in clips]
+    assert all(_same(c, i) for c, i in zip(clips[:first_lost], intact))
+    assert all(c.problem.startswith(("truncated video", "damaged video")) for c in clips[first_lost:])
+
+
+class _FailingRetrieve:
+    """A real capture whose frame ``bad`` cannot be decoded (grab succeeds, retrieve fails), as FFmpeg does with
+    some damaged packets."""
+
+    def __init__(self, capture, bad: int):
+        self.capture, self.bad, self.grabbed = capture, bad, -1
+
+    def grab(self):
+        self.grabbed += 1
+        return self.capture.grab()
+
+    def retrieve(self):
+        return (False, None) if self.grabbed == self.bad else self.capture.retrieve()
+
+    def __getattr__(self, name):
+        return getattr(self.capture, name)
+
+
+def test_an_undecodable_frame_costs_only_the_clips_that_drew_it(tmp_path, monkeypatch):
+    path = write_video(tmp_path / "v.avi", frames=80, fps=FPS, video=7)
+    requests = [ClipRequest(f"ep/{i}", float(i), i + 1.0) for i in range(8)] + [ClipRequest("whole")]
+    intact = sample_video(path, requests, 2, 16, 0)
+    real_open = video_module.open_video
+    monkeypatch.setattr(video_module, "open_video", lambda p: _FailingRetrieve(real_open(p), bad=30))
+    clips = sample_video(path, requests, 2, 16, 0)
+    # Frame 30 is the first of clip 3 (3-4 s), which thus drew it; with seed 0 the whole-file clip passes over it.
+    assert clips[3].problem == "damaged video: frame 30 cannot be decoded"
+    assert all(_same(c, i) for n, (c, i) in enumerate(zip(clips, intact)) if n != 3)

@@ -7,6 +7,9 @@ running one video per worker process, which scales better than FFmpeg's frame th
 
 A frame that is one flat colour after the crop and resize (a fade to black) is never drawn: shards hold no blank
 images. A clip with nothing else is reported as blank.
+
+Damage costs only the clips that need it: a frame that cannot be decoded fails the clips that drew it (the others'
+draws do not depend on it), and where decoding stops early the clips that ended before are kept.
 """
 from __future__ import annotations
 
@@ -95,7 +98,7 @@ class _Pass:
         self.reported_frames = max(int(capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0), 0)
         self.decoded = 0
         self.at_end = False
-        self.broken_frame: int | None = None
+        self.damaged: dict[int, int] = {}  # clip -> the first frame it drew that could not be decoded
         self.saw_blank = [False] * len(self.requests)
 
     def run(self) -> list[SampledClip]:
@@ -115,29 +118,32 @@ class _Pass:
             previous_time = time
             while waiting and starts[waiting[0]] <= time + _TIME_EPSILON:
                 active.append(waiting.pop(0))
-            active = [i for i in active if time < ends[i] - _TIME_EPSILON]
+            active = [i for i in active if time < ends[i] - _TIME_EPSILON and i not in self.damaged]
             self._offer(self.decoded, time, active)
             self.decoded += 1
-            if self.broken_frame is not None or time >= last_end:
+            if time >= last_end:
                 break
         duration = previous_time + self.frame_duration if self.decoded else 0.0
         return [self._result(i, starts[i], ends[i], duration) for i in range(len(self.requests))]
 
     def _offer(self, index: int, time: float, active: list[int]) -> None:
-        image = None
-        for i in active:
-            if not self.choosers[i].offer():
-                continue
-            if image is None:
-                ok, frame = self.capture.retrieve()
-                if not ok or frame is None:
-                    self.broken_frame = index
-                    return
-                image = square_resize(frame, self.image_size)
-            if image.min() == image.max():
-                # One flat colour (a fade to black): never a story image; it is passed over as if not in the clip.
+        drawn = [i for i in active if self.choosers[i].offer()]  # the clips that keep this frame, so far
+        if not drawn:
+            return
+        ok, frame = self.capture.retrieve()
+        if not ok or frame is None:
+            # Only the clips that drew this frame lose their draw; the others (those already finished, those that
+            # pass over it, those still to come) are sampled as from an intact video, so the pass goes on.
+            for i in drawn:
+                self.damaged[i] = index
+            return
+        image = square_resize(frame, self.image_size)
+        if image.min() == image.max():
+            # One flat colour (a fade to black): never a story image; it is passed over as if not in the clip.
+            for i in drawn:
                 self.saw_blank[i] = True
-                continue
+            return
+        for i in drawn:
             self.choosers[i].keep(index, time, image)
 
     def _truncated(self) -> bool:
@@ -150,8 +156,8 @@ class _Pass:
 
     def _result(self, i: int, start: float, end: float, duration: float) -> SampledClip:
         request = self.requests[i]
-        if self.broken_frame is not None:
-            return _failed(request, f"damaged video: frame {self.broken_frame} cannot be decoded")
+        if i in self.damaged:
+            return _failed(request, f"damaged video: frame {self.damaged[i]} cannot be decoded")
         if self.decoded == 0:
             return _failed(request, "damaged video: no frame can be decoded")
         reaches_end = end == math.inf or (self.at_end and end > duration - _TIME_EPSILON)
