@@ -246,6 +246,15 @@ def test_a_build_is_not_resumed_from_another_videos_folder(show, tmp_path, monke
         assert reader.info.spec.build_config["videos"] == (show / "videos").resolve().as_posix()
 
 
+def test_a_rebuild_in_the_same_process_reads_its_own_frames(show, tmp_path):
+    out, fresh = tmp_path / "out", tmp_path / "fresh"
+    build_pororo(options(show, out, frames_per_clip=1))
+    shutil.rmtree(out)  # the same folder again, other frames: the sampled-frames files get the same names
+    build_pororo(options(show, out, frames_per_clip=1, seed=1))
+    build_pororo(options(show, fresh, frames_per_clip=1, seed=1))
+    assert_same_shards(out, fresh)
+
+
 def test_the_real_description_file_with_gifs_for_three_episodes(tmp_path):
     csv_path = pororoqa_descriptions()
     table = read_descriptions(csv_path)

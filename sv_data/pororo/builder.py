@@ -33,7 +33,7 @@ from sv_data.errors import SvkitError
 from sv_data.pororo.characters import PORORO_CHARACTERS, CharacterDetector
 from sv_data.pororo.descriptions import PORORO_QA, Clip, Descriptions, natural_key, read_descriptions
 from sv_data.pororo.encoder import CONDITION_DIM, ENCODER_NAME, encode_cached
-from sv_data.pororo.frames import VideoTask, cached_outcome, load_samples, run_sampling
+from sv_data.pororo.frames import SampleFiles, VideoTask, cached_outcome, run_sampling
 from sv_data.pororo.report import REPORT_NAME, Problem, count_kinds, write_report
 from sv_data.pororo.resume import claim_work_dir, finished_build
 from sv_data.pororo.stories import SplitResult, Window, parse_split, split_episodes, story_windows
@@ -410,9 +410,10 @@ class PororoStoryJob:
         self.conditions_path = conditions
         self.max_descriptions = max(len(c.descriptions) for c in clips)
         self._conditions: np.ndarray | None = None
+        self._samples = SampleFiles()  # this build's, so never another build's files of the same names
 
     def __getstate__(self):
-        return {**self.__dict__, "_conditions": None}
+        return {**self.__dict__, "_conditions": None, "_samples": SampleFiles()}
 
     def config(self) -> dict:
         return self._config
@@ -451,7 +452,7 @@ class PororoStoryJob:
         for i, window in enumerate(windows):
             for j, c in enumerate(window):
                 clip = self.clips[c]
-                sampled = load_samples(clip.cache)
+                sampled = self._samples(clip.cache)
                 pool[i, j] = sampled["images"][clip.row]
                 pool_index[i, j] = sampled["frame_index"][clip.row]
                 pool_time[i, j] = sampled["frame_time"][clip.row]

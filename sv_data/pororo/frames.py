@@ -7,9 +7,9 @@ failed). A task whose cache file exists and names the same clips is never run ag
 """
 from __future__ import annotations
 
-import functools
 import multiprocessing as mp
 import os
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -128,7 +128,25 @@ def cached_outcome(task: VideoTask) -> list[str | None] | None:
     return [p or None for p in problems]
 
 
-@functools.lru_cache(maxsize=8)  # a window of clips touches a few videos only
 def load_samples(path: str) -> dict[str, np.ndarray]:
     with np.load(path) as cached:
         return {name: cached[name] for name in ("images", "frame_index", "frame_time", "primary")}
+
+
+class SampleFiles:
+    """The sampled-frames files that one build's story writer reads, the last few kept in memory (a window of
+    clips touches a few videos only). One per build, never shared between builds: a later build into the same
+    folder rewrites files of the same names, which a cache keyed by path alone would serve stale."""
+
+    def __init__(self, keep: int = 8):
+        self.keep = keep
+        self._files: OrderedDict[str, dict[str, np.ndarray]] = OrderedDict()
+
+    def __call__(self, path: str) -> dict[str, np.ndarray]:
+        if path in self._files:
+            self._files.move_to_end(path)
+            return self._files[path]
+        self._files[path] = loaded = load_samples(path)
+        while len(self._files) > self.keep:
+            self._files.popitem(last=False)
+        return loaded
