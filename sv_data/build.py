@@ -14,6 +14,7 @@ import json
 import multiprocessing as mp
 import os
 import queue
+import signal
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +23,7 @@ from typing import Callable, Iterator, Mapping, Protocol
 from tqdm.auto import tqdm
 
 from sv_data.errors import SvkitError
-from sv_data.shards import SPLITS, ShardSpec, ShardWriter, StoryBatch, join_parts
+from sv_data.shards import SPLITS, ShardInfo, ShardSpec, ShardWriter, StoryBatch, join_parts, read_info
 
 BUILD_RECORD = "build.json"
 
@@ -90,6 +91,9 @@ _WORKER: dict = {}
 
 
 def _init_worker(job: StoryJob, progress: "mp.Queue", parts_dir: Path) -> None:
+    # Ctrl-C reaches every process of the terminal's group: the parent handles it (it terminates the pool and
+    # keeps the finished parts), so a worker must not die of it with a traceback of its own.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     job.setup()
     _WORKER.update(job=job, progress=progress, parts_dir=parts_dir)
 
@@ -159,7 +163,7 @@ def build(
     parts_dir.mkdir(parents=True, exist_ok=True)
     if shard is None:
         for stale in parts_dir.glob(".*.tmp"):  # left by a worker that was killed mid-chunk
-            stale.unlink()
+            stale.unlink(missing_ok=True)
     sizes = {s: int(n) for s, n in split_sizes.items() if n}
     _check_record(out_dir, {"config": job.config(), "splits": sizes, "chunk_size": chunk_size})
 
@@ -184,30 +188,101 @@ def build(
 def merge(out_dir: os.PathLike | str) -> dict[str, Path]:
     """Join the finished parts of every split of a build folder into its split file.
 
-    Works for parts made by any scheduler, since the folder's ``build.json`` says which parts make a split.
-    A split with missing parts is an error that says how many are missing.
+    With the folder's ``build.json`` (any svkit build), it says which parts make a split, and a split with missing
+    parts is an error that says how many are missing. Without it (parts made by another scheduler), the parts are
+    self-describing: they are grouped by their ``split`` attribute and ordered by their ``story_range``, which must
+    run from 0 without gaps or overlaps, and all must come from one build (same dataset and build config).
     """
     out_dir = Path(out_dir)
-    record = _read_record(out_dir)
-    sizes, parts_dir = record["splits"], out_dir / "parts"
-    chunks = plan_chunks(sizes, record["chunk_size"])
-    for split in (s for s in SPLITS if s in sizes):
-        target = out_dir / f"{split}.h5"
-        if target.exists():
-            continue
-        parts = [parts_dir / c.part_name for c in chunks if c.split == split]
-        missing = [p.name for p in parts if not p.exists()]
-        if missing:
-            raise BuildError(
-                f"{out_dir}: {len(missing)} of {len(parts)} parts of {split} are not built yet (e.g. {missing[0]}); "
-                "finish the build first"
-            )
-        join_parts(parts, target)
-        for part in parts:
-            part.unlink()
+    parts_dir = out_dir / "parts"
+    for split in SPLITS:  # left by a join that was killed before it could rename its file into place
+        for stale in out_dir.glob(f".{split}.h5.*.tmp"):
+            stale.unlink(missing_ok=True)
+    if not (out_dir / BUILD_RECORD).exists():
+        finished = _merge_self_described(out_dir, parts_dir)
+    else:
+        record = _read_record(out_dir)
+        sizes = record["splits"]
+        chunks = plan_chunks(sizes, record["chunk_size"])
+        for split in (s for s in SPLITS if s in sizes):
+            parts = [parts_dir / c.part_name for c in chunks if c.split == split]
+            target = out_dir / f"{split}.h5"
+            if not target.exists():
+                missing = [p.name for p in parts if not p.exists()]
+                if missing:
+                    raise BuildError(
+                        f"{out_dir}: {len(missing)} of {len(parts)} parts of {split} are not built yet "
+                        f"(e.g. {missing[0]}); finish the build first"
+                    )
+                join_parts(parts, target)
+            for part in parts:  # also those of a join that was killed before it could remove them
+                part.unlink(missing_ok=True)
+        finished = _finished(out_dir, sizes)
     if parts_dir.exists() and not any(parts_dir.iterdir()):
         parts_dir.rmdir()
-    return _finished(out_dir, sizes)
+    return finished
+
+
+_SAME_BUILD = ("dataset", "build_config")
+_SAME_SPLIT = ("frames_per_story", "image_size", "label_names", "condition_dim", "extras")
+
+
+def _merge_self_described(out_dir: Path, parts_dir: Path) -> dict[str, Path]:
+    """Join parts that no build.json describes, from what each part says about itself."""
+    files = sorted(parts_dir.glob("[!.]*.h5")) if parts_dir.is_dir() else []
+    if not files:
+        raise BuildError(f"{out_dir}: no {BUILD_RECORD} and no part files in {parts_dir}; nothing to merge")
+    infos = [read_info(path) for path in files]
+    first = infos[0]
+    for info in infos:
+        if info.story_range is None:
+            raise BuildError(f"{info.path}: not a part file (it has no story_range); move it out of {parts_dir}")
+        for attr in _SAME_BUILD:
+            if getattr(info.spec, attr) != getattr(first.spec, attr):
+                raise BuildError(f"{info.path}: its {attr} differs from {first.path.name}'s; these parts come from "
+                                 "two different builds")
+        start, stop = info.story_range
+        if info.num_stories != stop - start:
+            raise BuildError(f"{info.path}: holds {info.num_stories} stories for its story range {start}..{stop}")
+    finished = {}
+    for split in sorted({i.spec.split for i in infos}, key=lambda s: (SPLITS + (s,)).index(s)):
+        group = sorted((i for i in infos if i.spec.split == split), key=lambda i: i.story_range)
+        _check_run_from_zero(split, group)
+        target = out_dir / f"{split}.h5"
+        if target.exists():
+            _check_already_joined(target, group)
+        else:
+            join_parts([i.path for i in group], target)
+        for info in group:
+            info.path.unlink(missing_ok=True)
+        finished[split] = target
+    return finished
+
+
+def _check_run_from_zero(split: str, group: list[ShardInfo]) -> None:
+    expected, previous = 0, None
+    for info in group:
+        for attr in _SAME_SPLIT:
+            if getattr(info.spec, attr) != getattr(group[0].spec, attr):
+                raise BuildError(f"{info.path}: its {attr} differs from {group[0].path.name}'s; cannot join them")
+        start, stop = info.story_range
+        if start > expected:
+            after = f"after {previous.path.name}" if previous else "before it"
+            raise BuildError(f"{info.path}: stories {expected}..{start - 1} of {split} are missing ({after}); "
+                             "build those parts first")
+        if start < expected:
+            raise BuildError(f"{info.path}: its stories {start}..{stop - 1} overlap {previous.path.name}'s "
+                             f"{previous.story_range[0]}..{previous.story_range[1] - 1}; remove one of them")
+        expected, previous = stop, info
+
+
+def _check_already_joined(target: Path, group: list[ShardInfo]) -> None:
+    """Parts left beside their split file by a join that was killed before removing them."""
+    info = read_info(target)
+    if (info.num_stories != group[-1].story_range[1]
+            or any(getattr(info.spec, attr) != getattr(group[0].spec, attr) for attr in _SAME_BUILD)):
+        raise BuildError(f"{target}: exists but does not hold the parts of {group[0].spec.split} in "
+                         f"{group[0].path.parent}; move one or the other away")
 
 
 def _finished(out_dir: Path, sizes: Mapping[str, int]) -> dict[str, Path]:
@@ -233,7 +308,7 @@ def _run(job: StoryJob, todo: list[Chunk], parts_dir: Path, workers: int, update
 
     pumper = threading.Thread(target=pump, daemon=True)
     pumper.start()
-    pool = ctx.Pool(min(workers, len(todo)), initializer=_init_worker, initargs=(job, progress, parts_dir))
+    pool = _start_pool(ctx, min(workers, len(todo)), (job, progress, parts_dir))
     try:
         # Large chunks first so that the last worker does not finish long after the others.
         for _ in pool.imap_unordered(_work, sorted(todo, key=lambda c: -c.size)):
@@ -251,3 +326,15 @@ def _run(job: StoryJob, todo: list[Chunk], parts_dir: Path, workers: int, update
                 update(progress.get_nowait())
             except queue.Empty:
                 break
+
+
+def _start_pool(ctx, processes: int, initargs: tuple):
+    """A pool whose workers ignore SIGINT from birth: they inherit the ignored signal (Python leaves an ignored
+    SIGINT alone at start-up), so a Ctrl-C while they import Blender does not print their tracebacks either."""
+    if threading.current_thread() is not threading.main_thread():
+        return ctx.Pool(processes, initializer=_init_worker, initargs=initargs)
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        return ctx.Pool(processes, initializer=_init_worker, initargs=initargs)
+    finally:
+        signal.signal(signal.SIGINT, previous)

@@ -51,8 +51,9 @@ class _Actor:
     def can_see(self, path: str) -> bool:
         return Path(path).exists()
 
-    def run(self, item):
-        return self.work.run(item, self.progress.put)
+    def run(self, item, attempt: int):
+        # Progress is tagged with the attempt, so that the driver can take back what a failed attempt reported.
+        return self.work.run(item, lambda n: self.progress.put((attempt, n)))
 
 
 @dataclass(frozen=True)
@@ -112,8 +113,10 @@ def run_on_ray(job: StoryJob, todo: list[Chunk], parts_dir: Path, address: str, 
 def run_on_actors(work: WorkOnActors, items: Sequence, shared_dir: Path, address: str, workers: int,
                   update: Callable[[int], None]) -> Iterator:
     """Run ``items``, in this order, on ``workers`` Ray actors, each set up once; yields their results as they
-    finish. An item whose actor fails or dies is retried, :data:`RETRIES` times at most. ``shared_dir``, where
-    the actors write, must be visible to all of them (checked first)."""
+    finish. An item whose actor fails or dies is retried, :data:`RETRIES` times at most, and what the failed attempt
+    had reported is taken off the progress bar. An actor that died more often than Ray restarts it is dead for
+    good and leaves the pool. ``shared_dir``, where the actors write, must be visible to all of them (checked
+    first)."""
     if not items:
         return
     ray = _import_ray()
@@ -123,12 +126,13 @@ def run_on_actors(work: WorkOnActors, items: Sequence, shared_dir: Path, address
     progress = Queue()
     actor_class = ray.remote(num_cpus=1, max_restarts=RETRIES)(_Actor)
     actors = [actor_class.remote(work, progress) for _ in range(min(workers, len(items)))]
+    tally = _Tally(update)
     stop = threading.Event()
 
     def pump():
         while not stop.is_set():
             try:
-                update(progress.get(timeout=0.2))
+                tally.add(*progress.get(timeout=0.2))
             except Empty:
                 pass
 
@@ -137,30 +141,65 @@ def run_on_actors(work: WorkOnActors, items: Sequence, shared_dir: Path, address
         _check_shared_storage(ray, actors, shared_dir.resolve())
         pumper.start()
         attempts = [0] * len(items)
+        deaths = dict.fromkeys(actors, 0)
         waiting = list(range(len(items)))
         running = {}
         idle = list(actors)
+        serial = 0
         while waiting or running:
             while waiting and idle:
                 actor, index = idle.pop(), waiting.pop(0)
-                running[actor.run.remote(items[index])] = (actor, index)
+                serial += 1
+                running[actor.run.remote(items[index], serial)] = (actor, index, serial)
+            if not running:
+                raise BuildError(f"every Ray worker died more than {RETRIES} times; "
+                                 f"{len(waiting)} of {len(items)} items are not done")
             done, _ = ray.wait(list(running), num_returns=1)
-            actor, index = running.pop(done[0])
-            idle.append(actor)
+            actor, index, attempt = running.pop(done[0])
             try:
                 result = ray.get(done[0])
             except (ray.exceptions.RayActorError, ray.exceptions.RayTaskError) as exc:
+                tally.cancel(attempt)
+                if isinstance(exc, ray.exceptions.RayActorError):
+                    deaths[actor] += 1
+                if deaths[actor] <= RETRIES:  # Ray restarts a dead actor RETRIES times, then it stays dead
+                    idle.append(actor)
                 attempts[index] += 1
                 if attempts[index] > RETRIES:
                     raise BuildError(f"{work.name(items[index])} failed {attempts[index]} times: {exc}") from None
                 waiting.append(index)
                 continue
+            idle.append(actor)
             yield result
     finally:
         stop.set()
         if pumper.is_alive():
             pumper.join()
         while not progress.empty():
-            update(progress.get_nowait())
+            tally.add(*progress.get_nowait())
         for actor in actors:
             ray.kill(actor)
+
+
+class _Tally:
+    """Progress per attempt: what a failed attempt reported is taken back, and what it reports later is dropped,
+    so that a retried item is counted once."""
+
+    def __init__(self, update: Callable[[int], None]):
+        self.update = update
+        self.counts: dict[int, int] = {}
+        self.cancelled: set[int] = set()
+        self.lock = threading.Lock()
+
+    def add(self, attempt: int, n: int) -> None:
+        with self.lock:
+            if attempt not in self.cancelled:
+                self.counts[attempt] = self.counts.get(attempt, 0) + n
+                self.update(n)
+
+    def cancel(self, attempt: int) -> None:
+        with self.lock:
+            self.cancelled.add(attempt)
+            taken = self.counts.pop(attempt, 0)
+            if taken:
+                self.update(-taken)
