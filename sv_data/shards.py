@@ -252,7 +252,8 @@ class ShardWriter:
             self.abort()
 
 
-def _open(path: os.PathLike | str) -> h5py.File:
+def _open(path: os.PathLike | str) -> tuple[h5py.File, ShardSpec]:
+    """Open a shard for reading and check its header: the file, and the spec it declares."""
     path = Path(path)
     if not path.exists():
         raise ShardError(path, "no such file")
@@ -263,19 +264,102 @@ def _open(path: os.PathLike | str) -> h5py.File:
     try:
         f = h5py.File(path, "r")
     except OSError as exc:  # truncated or damaged: the signature is there but the structure is not
-        raise ShardError(path, f"damaged or truncated HDF5 file ({str(exc).split('(')[0].strip()})") from None
+        raise ShardError(path, f"damaged or truncated HDF5 file ({_h5_reason(exc)})") from None
     try:
-        _check_header(f, path)
+        spec = _read_header(f, path)
+    except OSError as exc:  # the superblock opened, but the objects under it cannot be read
+        f.close()
+        raise ShardError(path, f"damaged or truncated HDF5 file ({_h5_reason(exc)})") from None
     except BaseException:
         f.close()
         raise
-    return f
+    return f, spec
 
 
-def _check_header(f: h5py.File, path: Path) -> None:
-    if f.attrs.get("sv_format") != FORMAT_NAME:
+def _h5_reason(exc: BaseException) -> str:
+    """The first line of an h5py error, without HDF5's parenthesised error stack."""
+    return str(exc).splitlines()[0].split("(")[0].strip() if str(exc) else type(exc).__name__
+
+
+# What every reader needs in order to read a shard at all: the rank and dtype of each dataset ("str": UTF-8 text).
+_LAYOUT = {
+    "images": (5, np.dtype(np.uint8)),
+    "texts": (2, "str"),
+    "story_ids": (1, "str"),
+    "labels": (3, np.dtype(np.uint8)),
+    "conditions": (3, np.dtype(np.float32)),
+}
+
+
+def _text_attr(f: h5py.File, path: Path, name: str) -> str:
+    value = f.attrs[name]
+    if isinstance(value, bytes):  # fixed-length strings come back as numpy bytes
+        try:
+            value = value.decode("utf-8")
+        except UnicodeDecodeError:
+            raise ShardError(path, f"root attribute {name} is not UTF-8 text") from None
+    if not isinstance(value, str):
+        raise ShardError(path, f"root attribute {name} should be text, found {_describe(value)}")
+    return value
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def _int_attr(f: h5py.File, path: Path, name: str, minimum: int | None = None) -> int:
+    value = f.attrs[name]
+    if not _is_int(value):
+        raise ShardError(path, f"root attribute {name} should be an integer, found {_describe(value)}")
+    if minimum is not None and value < minimum:
+        raise ShardError(path, f"root attribute {name} is {int(value)}, should be at least {minimum}")
+    return int(value)
+
+
+def _int_pair_attr(f: h5py.File, path: Path, name: str, minimum: int) -> tuple[int, int]:
+    value = np.asarray(f.attrs[name])
+    if value.shape != (2,) or value.dtype.kind not in "iu":
+        raise ShardError(path, f"root attribute {name} should be two integers, found {_describe(f.attrs[name])}")
+    if value.min() < minimum:
+        raise ShardError(path, f"root attribute {name} is {tuple(int(v) for v in value)}, "
+                               f"each should be at least {minimum}")
+    return int(value[0]), int(value[1])
+
+
+def _json_attr(f: h5py.File, path: Path, name: str, kind: type):
+    text = _text_attr(f, path, name)
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ShardError(path, f"root attribute {name} is not valid JSON ({exc.msg} at character {exc.pos})") from None
+    if not isinstance(value, kind):
+        want = "a JSON list" if kind is list else "a JSON object"
+        raise ShardError(path, f"root attribute {name} should be {want}, found {type(value).__name__}")
+    return value
+
+
+def _describe(value) -> str:
+    if isinstance(value, np.ndarray):
+        return f"an array of shape {value.shape} and dtype {value.dtype}"
+    text = repr(value.item() if isinstance(value, np.generic) else value)
+    return f"{type(value).__name__} {text[:40]}{'...' if len(text) > 40 else ''}"
+
+
+def _read_header(f: h5py.File, path: Path) -> ShardSpec:
+    """Check everything a reader relies on and return the shard's spec; any hole raises :class:`ShardError`.
+
+    Whether the datasets' shapes agree with one another is not checked here (see :func:`_shape_problems`).
+    """
+    if "sv_format" not in f.attrs:
         raise ShardError(path, "HDF5 file, but not an sv-shard (attribute sv_format is missing)")
-    version = int(f.attrs.get("sv_format_version", -1))
+    name = f.attrs["sv_format"]
+    name = name.decode("utf-8", "replace") if isinstance(name, bytes) else name
+    if not (isinstance(name, str) and name == FORMAT_NAME):
+        raise ShardError(path, f"HDF5 file, but not an sv-shard (attribute sv_format is {_describe(name)}, "
+                               f"not {FORMAT_NAME!r})")
+    if "sv_format_version" not in f.attrs:
+        raise ShardError(path, "shard is missing the root attribute sv_format_version")
+    version = _int_attr(f, path, "sv_format_version")
     if version > FORMAT_VERSION:
         raise ShardError(
             path, f"shard format version {version} is newer than this svkit understands ({FORMAT_VERSION}): upgrade svkit"
@@ -288,40 +372,96 @@ def _check_header(f: h5py.File, path: Path) -> None:
     for attr in ("dataset", "split", "frames_per_story", "image_size", "label_names", "build_config"):
         if attr not in f.attrs:
             raise ShardError(path, f"shard is missing the root attribute {attr}")
-
-
-def _spec_from(f: h5py.File) -> ShardSpec:
-    extras = {
-        name: ExtraSpec(
+    for name, (rank, dtype) in _LAYOUT.items():
+        ds = f[name]
+        if not isinstance(ds, h5py.Dataset):
+            raise ShardError(path, f"{name} is a group, expected a dataset")
+        if ds.ndim != rank:
+            raise ShardError(path, f"{name} is {ds.ndim}-D with shape {ds.shape}, expected {rank}-D")
+        if dtype == "str":
+            if h5py.check_string_dtype(ds.dtype) is None:
+                raise ShardError(path, f"{name} is not UTF-8 text (dtype {ds.dtype})")
+        elif ds.dtype != dtype:
+            raise ShardError(path, f"{name} has dtype {ds.dtype}, expected {dtype}")
+    if not isinstance(f["extra"], h5py.Group):
+        raise ShardError(path, "extra is a dataset, expected a group")
+    extras = {}
+    for name, ds in f["extra"].items():
+        if not isinstance(ds, h5py.Dataset) or ds.ndim < 1:
+            raise ShardError(path, f"extra/{name} should be an array with one row per story")
+        description = ds.attrs.get("description", "")
+        description = description.decode("utf-8", "replace") if isinstance(description, bytes) else description
+        extras[name] = ExtraSpec(
             shape=tuple(ds.shape[1:]),
             dtype="str" if h5py.check_string_dtype(ds.dtype) else ds.dtype.name,
-            description=str(ds.attrs.get("description", "")),
+            description=description if isinstance(description, str) else "",  # validate reports it missing
         )
-        for name, ds in f["extra"].items()
-    }
-    return ShardSpec(
-        dataset=str(f.attrs["dataset"]),
-        split=str(f.attrs["split"]),
-        frames_per_story=int(f.attrs["frames_per_story"]),
-        image_size=tuple(int(v) for v in f.attrs["image_size"]),
-        label_names=tuple(json.loads(f.attrs["label_names"])),
-        condition_dim=int(f["conditions"].shape[2]),
-        build_config=json.loads(f.attrs["build_config"]),
-        extras=extras,
+    label_names = _json_attr(f, path, "label_names", list)
+    if not all(isinstance(name, str) for name in label_names):
+        raise ShardError(path, "root attribute label_names should be a JSON list of strings")
+    if "num_stories" in f.attrs:
+        _int_attr(f, path, "num_stories", minimum=0)
+    try:
+        return ShardSpec(
+            dataset=_text_attr(f, path, "dataset"),
+            split=_text_attr(f, path, "split"),
+            frames_per_story=_int_attr(f, path, "frames_per_story", minimum=1),
+            image_size=_int_pair_attr(f, path, "image_size", minimum=1),
+            label_names=tuple(label_names),
+            condition_dim=int(f["conditions"].shape[2]),
+            build_config=_json_attr(f, path, "build_config", dict),
+            extras=extras,
+        )
+    except ValueError as exc:  # ShardSpec's own checks: a backstop, the ones above should say it first
+        raise ShardError(path, str(exc)) from None
+
+
+def _story_range(f: h5py.File, path: Path) -> tuple[int, int] | None:
+    if "story_range" not in f.attrs:
+        return None
+    start, stop = _int_pair_attr(f, path, "story_range", minimum=0)
+    if start > stop:
+        raise ShardError(path, f"root attribute story_range is ({start}, {stop}): start after stop")
+    return start, stop
+
+
+def _info_from(f: h5py.File, path: Path, spec: ShardSpec) -> ShardInfo:
+    return ShardInfo(
+        path=path,
+        spec=spec,
+        num_stories=int(f["story_ids"].shape[0]),
+        created_by=_text_attr(f, path, "created_by") if "created_by" in f.attrs else "",
+        story_range=_story_range(f, path),
     )
 
 
+def _shape_problems(f: h5py.File, spec: ShardSpec) -> list[str]:
+    """How the datasets' shapes disagree with N (the rows of story_ids), T, (H, W), L and D; empty if they agree."""
+    n = f["story_ids"].shape[0]
+    t, (h, w) = spec.frames_per_story, spec.image_size
+    shapes = {
+        "images": (n, t, h, w, 3),
+        "texts": (n, t),
+        "story_ids": (n,),
+        "labels": (n, t, len(spec.label_names)),
+        "conditions": (n, t, spec.condition_dim),
+    }
+    problems = [f"{name} has shape {f[name].shape}, expected {want}"
+                for name, want in shapes.items() if f[name].shape != want]
+    problems += [f"extra/{name} has {ds.shape[0]} rows, expected {n}"
+                 for name, ds in f["extra"].items() if ds.shape[0] != n]
+    return problems
+
+
 def read_info(path: os.PathLike | str) -> ShardInfo:
-    """Open a shard just to read and check its header."""
-    with _open(path) as f:
-        story_range = tuple(int(v) for v in f.attrs["story_range"]) if "story_range" in f.attrs else None
-        return ShardInfo(
-            path=Path(path),
-            spec=_spec_from(f),
-            num_stories=int(f["story_ids"].shape[0]),
-            created_by=str(f.attrs.get("created_by", "")),
-            story_range=story_range,
-        )
+    """Open a shard just to read and check its header; raises :class:`ShardError` (one line) if it cannot."""
+    path = Path(path)
+    f, spec = _open(path)
+    with f:
+        try:
+            return _info_from(f, path, spec)
+        except OSError as exc:
+            raise ShardError(path, f"damaged or truncated HDF5 file ({_h5_reason(exc)})") from None
 
 
 class ShardReader:
@@ -333,7 +473,16 @@ class ShardReader:
 
     def __init__(self, path: os.PathLike | str):
         self.path = Path(path)
-        self.info = read_info(self.path)
+        f, spec = _open(self.path)
+        with f:
+            try:
+                self.info = _info_from(f, self.path, spec)
+                problems = _shape_problems(f, spec)
+            except OSError as exc:
+                raise ShardError(self.path, f"damaged or truncated HDF5 file ({_h5_reason(exc)})") from None
+        if problems:  # reading would return rows that do not belong together
+            more = f" (and {len(problems) - 1} more; see sv-data validate)" if len(problems) > 1 else ""
+            raise ShardError(self.path, f"{problems[0]}{more}")
         self._file: h5py.File | None = None
         self._pid: int | None = None
 
@@ -346,7 +495,7 @@ class ShardReader:
     @property
     def file(self) -> h5py.File:
         if self._file is None or self._pid != os.getpid():
-            self._file = _open(self.path)
+            self._file, _ = _open(self.path)
             self._pid = os.getpid()
         return self._file
 
@@ -369,7 +518,10 @@ class ShardReader:
         source = ds.asstr() if text else ds
         unique, inverse = np.unique(indices, return_inverse=True)
         breaks = np.flatnonzero(np.diff(unique) != 1) + 1
-        runs = [source[int(run[0]) : int(run[-1]) + 1] for run in np.split(unique, breaks) if run.size]
+        try:
+            runs = [source[int(run[0]) : int(run[-1]) + 1] for run in np.split(unique, breaks) if run.size]
+        except OSError as exc:  # a chunk that cannot be read or decompressed
+            raise ShardError(self.path, f"damaged data in {name} ({_h5_reason(exc)})") from None
         if not runs:
             return np.empty((0, *ds.shape[1:]), dtype=object if text else ds.dtype)
         data = runs[0] if len(runs) == 1 else np.concatenate(runs)
@@ -445,10 +597,13 @@ def _check_contiguous(ranges, infos) -> None:
 
 
 def validate(path: os.PathLike | str, block: int = 256) -> list[str]:
-    """Every violation of the format rules, one line each; an empty list means the shard is valid."""
+    """Every violation of the format rules, one line each; an empty list means the shard is valid.
+
+    A file that cannot be read as a shard at all, or whose data cannot be read, gives one line saying so.
+    """
     path = Path(path)
     try:
-        f = _open(path)
+        f, spec = _open(path)
     except ShardError as exc:
         return [str(exc)]
     problems: list[str] = []
@@ -457,62 +612,58 @@ def validate(path: os.PathLike | str, block: int = 256) -> list[str]:
         problems.append(f"{path}: {msg}")
 
     with f:
-        spec = _spec_from(f)
-        n = f["story_ids"].shape[0]
-        t, (h, w), nl = spec.frames_per_story, spec.image_size, len(spec.label_names)
-        if spec.split not in SPLITS:
-            bad(f"split {spec.split!r} is not one of {', '.join(SPLITS)}")
-        if "num_stories" in f.attrs and int(f.attrs["num_stories"]) != n:
-            bad(f"attribute num_stories={int(f.attrs['num_stories'])} but story_ids has {n} rows")
-        shapes = {
-            "images": (n, t, h, w, 3),
-            "texts": (n, t),
-            "story_ids": (n,),
-            "labels": (n, t, nl),
-            "conditions": (n, t, spec.condition_dim),
-        }
-        dtypes = {"images": np.uint8, "labels": np.uint8, "conditions": np.float32}
-        for name, want in shapes.items():
-            if f[name].shape != want:
-                bad(f"{name} has shape {f[name].shape}, expected {want}")
-            if name in dtypes and f[name].dtype != dtypes[name]:
-                bad(f"{name} has dtype {f[name].dtype}, expected {np.dtype(dtypes[name])}")
-        for name in ("texts", "story_ids"):
-            if not h5py.check_string_dtype(f[name].dtype):
-                bad(f"{name} is not UTF-8 text")
-        for name, ds in f["extra"].items():
-            if ds.shape[:1] != (n,):
-                bad(f"extra/{name} has {ds.shape[0] if ds.shape else 0} rows, expected {n}")
-            if not ds.attrs.get("description"):
-                bad(f"extra/{name} has no description attribute")
-        if problems:
-            return problems  # shapes disagree: the content checks below would only repeat it
-        if len(spec.label_names) != len(set(spec.label_names)):
-            bad("label_names has duplicates")
-        ids = f["story_ids"].asstr()[:]
-        duplicates = [s for s, c in Counter(ids).items() if c > 1]
-        if duplicates:
-            bad(f"{len(duplicates)} story ids are not unique, e.g. {duplicates[0]!r}")
-        if any(not s for s in ids):
-            bad("empty story id")
-        for start, stop in iter_blocks(n, block):
-            labels = f["labels"][start:stop]
-            if labels.size and labels.max() > 1:
-                bad(f"labels of stories {start}..{stop - 1} hold values other than 0 and 1")
-            conditions = f["conditions"][start:stop]
-            if not np.isfinite(conditions).all():
-                bad(f"conditions of stories {start}..{stop - 1} hold NaN or infinity")
-            texts = f["texts"].asstr()[start:stop]
-            for i, row in enumerate(texts):
-                for k, text in enumerate(row):
-                    if not text.strip():
-                        bad(f"story {start + i} ({ids[start + i]}) frame {k}: empty text")
-            images = f["images"][start:stop]
-            for i, story in enumerate(images):
-                for k, frame in enumerate(story):
-                    if frame.min() == frame.max():
-                        bad(f"story {start + i} ({ids[start + i]}) frame {k}: image is all one value ({frame.min()})")
+        try:
+            _check_rules(f, path, spec, bad, block)
+        except ShardError as exc:
+            problems.append(str(exc))
+        except OSError as exc:  # a chunk that cannot be read or decompressed
+            problems.append(str(ShardError(path, f"damaged or truncated data ({_h5_reason(exc)})")))
     return problems
+
+
+def _check_rules(f: h5py.File, path: Path, spec: ShardSpec, bad, block: int) -> None:
+    """The rules beyond the header (which :func:`_open` has checked), each violation passed to ``bad``."""
+    info = _info_from(f, path, spec)
+    n = info.num_stories
+    if spec.split not in SPLITS:
+        bad(f"split {spec.split!r} is not one of {', '.join(SPLITS)}")
+    if "num_stories" in f.attrs and int(f.attrs["num_stories"]) != n:
+        bad(f"attribute num_stories={int(f.attrs['num_stories'])} but story_ids has {n} rows")
+    if info.story_range is not None and info.story_range[1] - info.story_range[0] != n:
+        bad(f"attribute story_range={info.story_range} but story_ids has {n} rows")
+    for name, extra in spec.extras.items():
+        if not extra.description:
+            bad(f"extra/{name} has no description attribute")
+    shape_problems = _shape_problems(f, spec)
+    for problem in shape_problems:
+        bad(problem)
+    if shape_problems:
+        return  # shapes disagree: the content checks below would only repeat it
+    if len(spec.label_names) != len(set(spec.label_names)):
+        bad("label_names has duplicates")
+    ids = f["story_ids"].asstr()[:]
+    duplicates = [s for s, c in Counter(ids).items() if c > 1]
+    if duplicates:
+        bad(f"{len(duplicates)} story ids are not unique, e.g. {duplicates[0]!r}")
+    if any(not s for s in ids):
+        bad("empty story id")
+    for start, stop in iter_blocks(n, block):
+        labels = f["labels"][start:stop]
+        if labels.size and labels.max() > 1:
+            bad(f"labels of stories {start}..{stop - 1} hold values other than 0 and 1")
+        conditions = f["conditions"][start:stop]
+        if not np.isfinite(conditions).all():
+            bad(f"conditions of stories {start}..{stop - 1} hold NaN or infinity")
+        texts = f["texts"].asstr()[start:stop]
+        for i, row in enumerate(texts):
+            for k, text in enumerate(row):
+                if not text.strip():
+                    bad(f"story {start + i} ({ids[start + i]}) frame {k}: empty text")
+        images = f["images"][start:stop]
+        for i, story in enumerate(images):
+            for k, frame in enumerate(story):
+                if frame.min() == frame.max():
+                    bad(f"story {start + i} ({ids[start + i]}) frame {k}: image is all one value ({frame.min()})")
 
 
 def label_frequencies(path: os.PathLike | str, block: int = 1024) -> dict[str, float]:

@@ -8,6 +8,7 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 from shard_factory import write_shard
+from test_shards import DAMAGES, damaged_shard
 
 from cli.data import main
 
@@ -53,6 +54,36 @@ def test_preview_draws_one_row_per_story(tmp_path):
     with Image.open(out) as sheet:
         six = sheet.size
     assert three[0] == six[0] and six[1] == 2 * three[1]
+
+
+def command_line(command, path, tmp_path):
+    return [command, path, *(["--out", tmp_path / "sheet.png"] if command == "preview" else [])]
+
+
+# A folder is refused by click itself (dir_okay=False), with its usage message: read_info's own test covers it.
+@pytest.mark.parametrize("damage", [d for d in DAMAGES if d != "folder"])
+@pytest.mark.parametrize("command", ["inspect", "validate", "preview"])
+def test_bad_input_exits_2_with_one_line_naming_the_file(tmp_path, command, damage):
+    path, message = damaged_shard(tmp_path, damage)
+    result = run(*command_line(command, path, tmp_path))
+    assert result.exit_code == 2, (result.output, result.exception)
+    assert result.stdout == ""
+    [line] = result.stderr.splitlines()
+    assert line.startswith(f"error: {path}: ") and message in line
+    assert not (tmp_path / "sheet.png").exists()
+
+
+@pytest.mark.parametrize("command", ["inspect", "preview"])
+def test_readers_refuse_datasets_that_disagree_and_validate_lists_them(tmp_path, command):
+    path = write_shard(tmp_path / "x.h5", stories=4)
+    with h5py.File(path, "r+") as f:
+        f["conditions"].resize(3, axis=0)
+    result = run(*command_line(command, path, tmp_path))
+    assert result.exit_code == 2 and result.stderr.splitlines() == [
+        f"error: {path}: conditions has shape (3, 4, 6), expected (4, 4, 6)"]
+    listed = run("validate", path)
+    assert listed.exit_code == 1 and listed.stderr.splitlines() == [
+        f"{path}: conditions has shape (3, 4, 6), expected (4, 4, 6)"]
 
 
 @pytest.mark.parametrize("command", ["inspect", "validate", "preview"])

@@ -132,38 +132,131 @@ def test_label_frequencies(tmp_path):
     assert freqs["green"] == pytest.approx(labels[..., 1].mean())
 
 
-@pytest.mark.parametrize(
-    "damage, message",
-    [
-        ("missing", "no such file"),
-        ("text", "not an HDF5 file"),
-        ("truncated", "damaged or truncated"),
-        ("newer", "version 2 is newer"),
-        ("no_labels", "missing labels"),
-        ("not_sv", "not an sv-shard"),
-    ],
-)
-def test_bad_files_give_one_line_naming_the_file(tmp_path, damage, message):
-    path = tmp_path / "x.h5"
-    if damage == "text":
-        path.write_text("hello")
-    elif damage != "missing":
+def _edit(*changes):
+    """A damage: write a good 20-story shard, then apply ``changes`` (functions of the open h5py.File)."""
+
+    def damage(path):
         write_shard(path, stories=20)
-        if damage == "truncated":
-            data = path.read_bytes()
-            path.write_bytes(data[: len(data) // 3])
-        else:
-            with h5py.File(path, "r+") as f:
-                if damage == "newer":
-                    f.attrs["sv_format_version"] = 2
-                elif damage == "no_labels":
-                    del f["labels"]
-                else:
-                    del f.attrs["sv_format"]
-    with pytest.raises(ShardError) as caught:
-        read_info(path)
-    assert message in str(caught.value)
-    assert str(caught.value).startswith(str(path)) and "\n" not in str(caught.value)
+        with h5py.File(path, "r+") as f:
+            for change in changes:
+                change(f)
+
+    return damage
+
+
+def _set_attr(name, value):
+    return lambda f: f.attrs.__setitem__(name, value)
+
+
+def _del_attr(name):
+    return lambda f: f.attrs.__delitem__(name)
+
+
+def _delete(name):
+    return lambda f: f.__delitem__(name)
+
+
+def _create(name, data=None, group=False):
+    return lambda f: f.create_group(name) if group else f.create_dataset(name, data=data)
+
+
+def _truncate(path):
+    write_shard(path, stories=20)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 3])
+
+
+# Bad input, each with words its one-line message must hold. Shared with tests/test_shard_commands.py.
+DAMAGES = {
+    "missing": (lambda path: None, "no such file"),
+    "folder": (lambda path: path.mkdir(), "is a folder"),
+    "not_hdf5": (lambda path: path.write_text("hello"), "not an HDF5 file"),
+    "truncated": (_truncate, "damaged or truncated"),
+    "not_sv": (_edit(_del_attr("sv_format")), "not an sv-shard"),
+    "other_format": (_edit(_set_attr("sv_format", "zarr")), "not an sv-shard"),
+    "newer_version": (_edit(_set_attr("sv_format_version", 2)), "version 2 is newer"),
+    "older_version": (_edit(_set_attr("sv_format_version", 0)), "unknown shard format version 0"),
+    "no_version": (_edit(_del_attr("sv_format_version")), "missing the root attribute sv_format_version"),
+    "text_version": (_edit(_set_attr("sv_format_version", "one")), "sv_format_version should be an integer"),
+    "float_version": (_edit(_set_attr("sv_format_version", 1.5)), "sv_format_version should be an integer"),
+    "no_labels": (_edit(_delete("labels")), "missing labels"),
+    "no_split": (_edit(_del_attr("split")), "missing the root attribute split"),
+    "labels_not_json": (_edit(_set_attr("label_names", "red, green")), "label_names is not valid JSON"),
+    "labels_not_list": (_edit(_set_attr("label_names", '{"red": 1}')), "label_names should be a JSON list"),
+    "labels_not_text": (_edit(_set_attr("label_names", [1, 2, 3])), "label_names should be text"),
+    "config_not_json": (_edit(_set_attr("build_config", "{seed: 0")), "build_config is not valid JSON"),
+    "config_not_object": (_edit(_set_attr("build_config", "[1, 2]")), "build_config should be a JSON object"),
+    "size_scalar": (_edit(_set_attr("image_size", 16)), "image_size should be two integers"),
+    "no_frames": (_edit(_set_attr("frames_per_story", 0)), "frames_per_story is 0, should be at least 1"),
+    "conditions_2d": (_edit(_delete("conditions"), _create("conditions", np.zeros((20, 4), np.float32))),
+                      "conditions is 2-D with shape (20, 4), expected 3-D"),
+    "images_4d": (_edit(_delete("images"), _create("images", np.zeros((20, 4, 16, 16), np.uint8))),
+                  "images is 4-D"),
+    "images_float": (_edit(_delete("images"), _create("images", np.zeros((20, 4, 16, 16, 3), np.float32))),
+                     "images has dtype float32, expected uint8"),
+    "texts_numbers": (_edit(_delete("texts"), _create("texts", np.zeros((20, 4), np.int32))),
+                      "texts is not UTF-8 text"),
+    "labels_group": (_edit(_delete("labels"), _create("labels", group=True)), "labels is a group"),
+    "extra_dataset": (_edit(_delete("extra"), _create("extra", np.zeros(3))), "extra is a dataset"),
+    "extra_scalar": (_edit(_create("extra/flag", np.float32(1))), "extra/flag should be an array"),
+    "bad_story_range": (_edit(_set_attr("story_range", 5)), "story_range should be two integers"),
+}
+
+
+def damaged_shard(tmp_path, damage):
+    """A path holding the bad input ``damage`` (a key of DAMAGES), and the words its message must hold."""
+    make, message = DAMAGES[damage]
+    path = tmp_path / "x.h5"
+    make(path)
+    return path, message
+
+
+@pytest.mark.parametrize("damage", DAMAGES)
+def test_bad_files_give_one_line_naming_the_file(tmp_path, damage):
+    path, message = damaged_shard(tmp_path, damage)
+    for attempt in (read_info, ShardReader):
+        with pytest.raises(ShardError) as caught:
+            attempt(path)
+        assert message in str(caught.value)
+        assert str(caught.value).startswith(f"{path}: ") and "\n" not in str(caught.value)
+    assert validate(path) == [str(caught.value)]
+
+
+def test_a_reader_refuses_datasets_that_disagree_which_validate_lists(tmp_path):
+    path = write_shard(tmp_path / "x.h5", stories=4)
+    with h5py.File(path, "r+") as f:
+        f["labels"].resize(3, axis=0)
+        f["texts"].resize(2, axis=0)
+    assert read_info(path).num_stories == 4  # the header is fine
+    with pytest.raises(ShardError, match=r"texts has shape \(2, 4\), expected \(4, 4\) \(and 1 more"):
+        ShardReader(path)
+    assert len(validate(path)) == 2
+
+
+def _compressible_shard(path, stories=4):
+    spec = synthetic_spec()
+    batch = synthetic_batch(spec, 0, stories)
+    batch.images[:] = (np.arange(16, dtype=np.uint8) * 8)[None, None, :, None, None]  # LZF shrinks it
+    with ShardWriter(path, spec) as writer:
+        writer.append(batch)
+    return path
+
+
+def test_a_damaged_chunk_gives_one_line(tmp_path):
+    path = _compressible_shard(tmp_path / "x.h5")
+    with h5py.File(path) as f:
+        chunk = f["images"].id.get_chunk_info(1)
+    assert chunk.filter_mask == 0  # stored compressed, so that garbage cannot be decompressed
+    data = bytearray(path.read_bytes())
+    data[chunk.byte_offset : chunk.byte_offset + chunk.size] = b"\xff" * chunk.size
+    path.write_bytes(bytes(data))
+    with ShardReader(path) as reader:
+        reader.read("images", [0])
+        with pytest.raises(ShardError, match="damaged data in images") as caught:
+            reader.read("images", [1])
+    assert str(caught.value).startswith(f"{path}: ") and "\n" not in str(caught.value)
+    problems = validate(path)
+    assert len(problems) == 1 and "damaged" in problems[0] and problems[0].startswith(str(path))
 
 
 def test_story_and_frame_datasets_batch_reads(tmp_path):
