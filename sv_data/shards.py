@@ -572,7 +572,8 @@ def join_parts(parts: Sequence[os.PathLike | str], out: os.PathLike | str, block
         for attr in ("dataset", "split", "frames_per_story", "image_size", "label_names", "condition_dim", "extras"):
             if getattr(info.spec, attr) != getattr(first, attr):
                 raise ShardError(info.path, f"{attr} differs from {infos[0].path.name}; cannot join them")
-    ranges = [i.story_range for i in infos]
+    if all(info.story_range is not None for info in infos):
+        _check_contiguous(infos)  # before anything is written: a refused join leaves no file behind
     seen: set[str] = set()
     with ShardWriter(out, first) as writer:
         for info in infos:
@@ -584,16 +585,20 @@ def join_parts(parts: Sequence[os.PathLike | str], out: os.PathLike | str, block
                         raise ShardError(info.path, f"story id {sorted(dupes)[0]!r} appears in more than one part")
                     seen.update(batch.story_ids)
                     writer.append(batch)
-    if all(r is not None for r in ranges):
-        _check_contiguous(ranges, infos)
     return Path(out)
 
 
-def _check_contiguous(ranges, infos) -> None:
-    order = sorted(zip(ranges, infos), key=lambda x: x[0])
-    for (prev, prev_info), (cur, cur_info) in zip(order, order[1:]):
-        if prev[1] != cur[0]:
-            raise ShardError(cur_info.path, f"story range {cur} does not follow {prev_info.path.name}'s {prev}")
+def _check_contiguous(infos: Sequence[ShardInfo]) -> None:
+    """Parts, in the order they are to be copied, must hold the story ranges they claim, each following the last."""
+    for info in infos:
+        start, stop = info.story_range
+        if stop - start != info.num_stories:
+            raise ShardError(info.path, f"story range {info.story_range} promises {stop - start} stories, "
+                                        f"the part holds {info.num_stories}")
+    for prev, cur in zip(infos, infos[1:]):
+        if prev.story_range[1] != cur.story_range[0]:
+            raise ShardError(cur.path, f"story range {cur.story_range} does not follow "
+                                       f"{prev.path.name}'s {prev.story_range}")
 
 
 def validate(path: os.PathLike | str, block: int = 256) -> list[str]:

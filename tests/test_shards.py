@@ -1,4 +1,6 @@
 """The shard format v1: writing, reading, joining, validating."""
+from pathlib import Path
+
 import h5py
 import numpy as np
 import pytest
@@ -84,17 +86,34 @@ def test_join_parts_equals_one_file(tmp_path):
     assert validate(joined) == []
 
 
-def test_join_refuses_overlapping_or_mismatched_parts(tmp_path):
-    spec = synthetic_spec()
-    for name in ("a", "b"):
-        with ShardWriter(tmp_path / f"{name}.h5", spec, story_range=(0, 3)) as writer:
-            writer.append(synthetic_batch(spec, 0, 3))
-    with pytest.raises(ShardError, match="more than one part"):
-        join_parts([tmp_path / "a.h5", tmp_path / "b.h5"], tmp_path / "joined.h5")
-    write_shard(tmp_path / "small.h5", stories=2, size=(8, 8))
-    with pytest.raises(ShardError, match="image_size differs"):
-        join_parts([tmp_path / "a.h5", tmp_path / "small.h5"], tmp_path / "joined.h5")
-    assert not (tmp_path / "joined.h5").exists()
+def _part(folder, name, story_range, stories=None, **spec_options):
+    """A part file claiming ``story_range`` and holding ``stories`` (by default: those of its range)."""
+    spec = synthetic_spec(**spec_options)
+    with ShardWriter(folder / f"{name}.h5", spec, story_range=story_range) as writer:
+        writer.append(synthetic_batch(spec, *(stories or story_range)))
+    return folder / f"{name}.h5"
+
+
+@pytest.mark.parametrize(
+    "parts, message",
+    [
+        pytest.param([("a", (0, 3)), ("b", (0, 3))], r"story range \(0, 3\) does not follow a.h5's \(0, 3\)",
+                     id="overlap"),
+        pytest.param([("a", (0, 3)), ("b", (4, 6))], "does not follow", id="gap"),
+        pytest.param([("b", (3, 6)), ("a", (0, 3))], "does not follow", id="out-of-order"),  # copied as given
+        pytest.param([("a", (0, 3)), ("b", (3, 6), (3, 5))], "promises 3 stories, the part holds 2", id="short"),
+        pytest.param([("a", (0, 3)), ("b", (3, 6), (0, 3))], "appears in more than one part", id="same-ids"),
+        pytest.param([("a", (0, 3)), ("small", None, (0, 2), {"size": (8, 8)})], "image_size differs",
+                     id="mismatch"),
+    ],
+)
+def test_a_refused_join_leaves_no_file(tmp_path, parts, message):
+    (tmp_path / "parts").mkdir()
+    (tmp_path / "out").mkdir()
+    paths = [_part(tmp_path / "parts", *part[:3], **(part[3] if len(part) > 3 else {})) for part in parts]
+    with pytest.raises(ShardError, match=message):
+        join_parts(paths, tmp_path / "out" / "train.h5")
+    assert list((tmp_path / "out").iterdir()) == []  # neither train.h5 nor its temporary file
 
 
 def test_validate_accepts_a_good_shard_and_names_each_violation(tmp_path):
