@@ -230,15 +230,24 @@ class ShardWriter:
         self._count = stop
 
     def close(self) -> Path:
-        """Finish the file and move it into place atomically; returns its final path."""
-        self._file.attrs["num_stories"] = self._count
-        self._file.close()
-        os.replace(self._tmp, self.path)
+        """Finish the file and move it into place atomically and durably; returns its final path.
+
+        The temporary file's data reach the disk (fsync) before the rename, and the rename reaches it (fsync of the
+        folder) before this returns: after a power loss the final name holds the complete file or nothing.
+        """
+        try:
+            self._file.attrs["num_stories"] = self._count
+            self._file.close()
+            replace_durably(self._tmp, self.path)
+        except BaseException:
+            self.abort()
+            raise
         return self.path
 
     def abort(self) -> None:
         try:
-            self._file.close()
+            if self._file.id.valid:
+                self._file.close()
         finally:
             self._tmp.unlink(missing_ok=True)
 
@@ -250,6 +259,27 @@ class ShardWriter:
             self.close()
         else:
             self.abort()
+
+
+def replace_durably(tmp: os.PathLike | str, final: os.PathLike | str) -> None:
+    """``os.replace(tmp, final)``, with ``tmp`` flushed to disk before and the folder's entry after."""
+    tmp, final = Path(tmp), Path(final)
+    fd = os.open(tmp, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, final)
+    try:
+        fd = os.open(final.parent, os.O_RDONLY)
+    except OSError:  # a platform (Windows) where folders cannot be opened: the rename is as durable as it gets
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # some file systems refuse fsync on a folder
+        pass
+    finally:
+        os.close(fd)
 
 
 def _open(path: os.PathLike | str) -> tuple[h5py.File, ShardSpec]:

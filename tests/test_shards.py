@@ -116,6 +116,29 @@ def test_a_refused_join_leaves_no_file(tmp_path, parts, message):
     assert list((tmp_path / "out").iterdir()) == []  # neither train.h5 nor its temporary file
 
 
+def test_the_writer_syncs_the_file_before_renaming_it_and_the_folder_after(tmp_path, monkeypatch):
+    import os
+    import stat
+
+    events = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd):
+        events.append(("fsync folder" if stat.S_ISDIR(os.fstat(fd).st_mode) else "fsync file",
+                       (tmp_path / "train.h5").exists()))
+        real_fsync(fd)
+
+    def replace(src, dst):
+        events.append(("replace", Path(dst) == tmp_path / "train.h5"))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    write_shard(tmp_path / "train.h5", stories=2)
+    assert events == [("fsync file", False), ("replace", True), ("fsync folder", True)]
+    assert read_info(tmp_path / "train.h5").num_stories == 2
+
+
 def test_validate_accepts_a_good_shard_and_names_each_violation(tmp_path):
     good = write_shard(tmp_path / "good.h5", stories=5)
     assert validate(good) == []
