@@ -557,16 +557,28 @@ class ShardReader:
         data = runs[0] if len(runs) == 1 else np.concatenate(runs)
         return data if np.array_equal(unique, indices) else data[inverse]
 
-    def read_images(self, indices, frames=None) -> np.ndarray:
-        """uint8 (n, T, H, W, 3), or (n, H, W, 3) for one frame per story when ``frames`` gives it."""
+    def read_images(self, indices, frames=None, block: int = 64) -> np.ndarray:
+        """uint8 (n, T, H, W, 3), or (n, H, W, 3) for one frame per story when ``frames`` gives it.
+
+        With ``frames``, each story asked for is read once (its chunk is decompressed once, however many of its
+        frames are wanted), ``block`` distinct stories at a time, with :meth:`read`'s contiguous slices.
+        """
         if frames is None:
             return self.read("images", indices)
-        indices = np.asarray(indices, dtype=np.int64)
-        frames = np.asarray(frames, dtype=np.int64)
-        ds = self.file["images"]
-        return np.stack([ds[int(i), int(t)] for i, t in zip(indices, frames)]) if indices.size else np.empty(
-            (0, *ds.shape[2:]), np.uint8
-        )
+        indices = np.asarray(indices, dtype=np.int64).reshape(-1)
+        frames = np.asarray(frames, dtype=np.int64).reshape(-1)
+        if frames.shape != indices.shape:
+            raise ValueError(f"{self.path}: {indices.size} story indices but {frames.size} frame indices")
+        t, (h, w) = self.info.frames_per_story, self.info.image_size
+        if frames.size and (frames.min() < 0 or frames.max() >= t):
+            raise IndexError(f"{self.path}: frame index out of range 0..{t - 1}")
+        out = np.empty((indices.size, h, w, 3), np.uint8)
+        unique, inverse = np.unique(indices, return_inverse=True)
+        for start, stop in iter_blocks(unique.size, block):
+            stories = self.read("images", unique[start:stop])  # (stop - start, T, H, W, 3)
+            wanted = (inverse >= start) & (inverse < stop)
+            out[wanted] = stories[inverse[wanted] - start, frames[wanted]]
+        return out
 
     def read_stories(self, indices) -> StoryBatch:
         return StoryBatch(

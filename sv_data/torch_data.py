@@ -66,7 +66,8 @@ class StoryDataset(Dataset):
 class FrameDataset(Dataset):
     """Single frames with their story, for the image discriminator: ``image`` uint8 (3, H, W), ``condition``
     (D), ``label`` (L), ``story_conditions`` (T, D), ``index`` and ``frame``. Item ``i`` is frame ``i % T`` of
-    story ``i // T`` (of the stories in ``indices``)."""
+    story ``i // T`` (of the stories in ``indices``). A batch (``__getitems__``, which DataLoader calls) reads each
+    story it touches once, however many of its frames it holds."""
 
     def __init__(self, path: os.PathLike | str, indices=None):
         self.stories = StoryDataset(path, indices)

@@ -323,6 +323,36 @@ def test_story_and_frame_datasets_batch_reads(tmp_path):
     assert sorted(seen.tolist()) == list(range(6))
 
 
+def test_frame_batches_read_each_story_once_and_agree_with_single_reads(tmp_path, monkeypatch):
+    path = write_shard(tmp_path / "x.h5", stories=6)
+    frames = FrameDataset(path, indices=[5, 2, 0])
+    items = [7, 0, 3, 7, 11, 4, 1]  # out of order, repeated, several frames of one story
+    singles = [frames[i] for i in items]
+    calls = []
+    real_read = ShardReader.read
+
+    def read(self, name, indices):
+        calls.append((name, sorted(np.asarray(indices).tolist())))
+        return real_read(self, name, indices)
+
+    monkeypatch.setattr(ShardReader, "read", read)
+    batch = frames.__getitems__(items)
+    assert [rows for name, rows in calls if name == "images"] == [[0, 2, 5]]  # one read, each story once
+    with h5py.File(path) as f:
+        for item, one, many in zip(items, singles, batch):
+            row, frame = [5, 2, 0][item // 4], item % 4
+            assert (many["index"], many["frame"]) == (one["index"], one["frame"]) == (row, frame)
+            np.testing.assert_array_equal(many["image"].permute(1, 2, 0).numpy(), f["images"][row, frame])
+            for key in ("image", "condition", "label", "story_conditions"):
+                assert many[key].dtype == one[key].dtype and torch.equal(many[key], one[key]), key
+    with ShardReader(path) as reader:  # blocks of distinct stories give the same frames
+        np.testing.assert_array_equal(reader.read_images([4, 1, 4, 0], [3, 0, 1, 2], block=2),
+                                      reader.read("images", [4, 1, 4, 0])[np.arange(4), [3, 0, 1, 2]])
+        assert reader.read_images([], []).shape == (0, 16, 16, 3)
+        with pytest.raises(IndexError, match="frame index"):
+            reader.read_images([0], [4])
+
+
 def test_random_pool_frame_draws_each_frame_from_its_own_pool(tmp_path):
     from sv_data.shards import ExtraSpec, ShardSpec, StoryBatch
 
