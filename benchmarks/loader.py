@@ -5,6 +5,10 @@ The PNG loader is what StoryGAN's reference code does: one 320x240 PNG per frame
 float tensors as a training step would.
 
     python benchmarks/loader.py [--stories 2000] [--workers 0 2] [--shard existing.h5]
+
+Without ``--shard`` it makes CLEVR-like stories of T=4 frames at 64x64 (and their 320x240 PNG frames). With
+``--shard existing.h5`` it reads the first ``--stories`` stories of that shard instead, at the shard's own T and
+image size; their PNG frames are the shard's frames scaled up to 320x240.
 """
 from __future__ import annotations
 
@@ -18,7 +22,7 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
-from sv_data.shards import ShardReader, ShardSpec, ShardWriter, StoryBatch
+from sv_data.shards import ShardError, ShardReader, ShardSpec, ShardWriter, StoryBatch, read_info
 from sv_data.torch_data import StoryDataset
 
 T, SIZE, PNG_SIZE = 4, 64, (320, 240)
@@ -36,6 +40,19 @@ def clevr_like_frames(rng: np.random.Generator, width: int, height: int) -> np.n
         canvas[disc] = rng.integers(20, 255, 3)
         frames[k] = np.clip(canvas, 0, 255)
     return frames
+
+
+def pngs_from_shard(shard: Path, folder: Path, stories: int) -> Path:
+    """The shard's first ``stories`` stories as per-frame PNG files at 320x240, named as StoryGAN's CLEVR data."""
+    png_dir = folder / "png"
+    png_dir.mkdir()
+    with ShardReader(shard) as reader:
+        for start in range(0, stories, 100):
+            for j, story in enumerate(reader.read("images", range(start, min(start + 100, stories)))):
+                for k, frame in enumerate(story):
+                    Image.fromarray(frame).resize(PNG_SIZE, Image.BICUBIC).save(
+                        png_dir / f"CLEVR_new_{start + j:06d}_{k + 1}.png")
+    return png_dir
 
 
 def make_data(folder: Path, stories: int) -> tuple[Path, Path]:
@@ -59,15 +76,16 @@ def make_data(folder: Path, stories: int) -> tuple[Path, Path]:
 
 
 class PngStories(Dataset):
-    def __init__(self, folder: Path, stories: int):
-        self.folder, self.stories = folder, stories
+    def __init__(self, folder: Path, stories: int, frames: int = T, size: tuple[int, int] = (SIZE, SIZE)):
+        self.folder, self.stories, self.frames, self.size = folder, stories, frames, size  # size: (H, W)
 
     def __len__(self):
         return self.stories
 
     def __getitem__(self, i):
+        h, w = self.size
         frames = [np.asarray(Image.open(self.folder / f"CLEVR_new_{i:06d}_{k + 1}.png").convert("RGB")
-                             .resize((SIZE, SIZE), Image.BICUBIC)) for k in range(T)]
+                             .resize((w, h), Image.BICUBIC)) for k in range(self.frames)]
         return {"images": torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2)}
 
 
@@ -89,16 +107,33 @@ def main():
     parser.add_argument("--stories", type=int, default=2000)
     parser.add_argument("--batch", type=int, default=24, help="StoryGAN's story batch")
     parser.add_argument("--workers", type=int, nargs="+", default=[0, 2])
+    parser.add_argument("--shard", type=Path, help="benchmark the first --stories stories of this existing shard")
     args = parser.parse_args()
+    if args.stories < args.batch:
+        parser.error(f"--stories {args.stories} is fewer than one batch (--batch {args.batch})")
     with tempfile.TemporaryDirectory() as tmp:
-        shard, png_dir = make_data(Path(tmp), args.stories)
-        size_mb = shard.stat().st_size / 1e6
+        if args.shard is None:
+            stories, frames, (h, w) = args.stories, T, (SIZE, SIZE)
+            shard, png_dir = make_data(Path(tmp), stories)
+            size_mb = shard.stat().st_size / 1e6
+        else:
+            try:
+                info = read_info(args.shard)
+            except ShardError as exc:
+                raise SystemExit(f"error: {exc}") from None
+            stories, frames, (h, w), shard = min(args.stories, info.num_stories), info.frames_per_story, \
+                info.image_size, args.shard
+            if stories < args.batch:
+                raise SystemExit(f"error: {shard}: {stories} stories, fewer than one batch (--batch {args.batch})")
+            png_dir = pngs_from_shard(shard, Path(tmp), stories)
+            size_mb = shard.stat().st_size / 1e6 * stories / info.num_stories
         png_mb = sum(p.stat().st_size for p in png_dir.iterdir()) / 1e6
-        print(f"{args.stories} stories of {T}x{SIZE}x{SIZE}: shard {size_mb:.1f} MB, PNG frames {png_mb:.1f} MB")
+        print(f"{stories} stories of {frames}x{h}x{w} from {'synthetic data' if args.shard is None else shard}: "
+              f"shard {'~' if args.shard else ''}{size_mb:.1f} MB, PNG frames {png_mb:.1f} MB")
         print(f"{'workers':>8} {'shard stories/s':>16} {'PNG stories/s':>14} {'ratio':>7}")
         for workers in args.workers:
-            fast = stories_per_second(StoryDataset(shard), workers, args.batch)
-            slow = stories_per_second(PngStories(png_dir, args.stories), workers, args.batch)
+            fast = stories_per_second(StoryDataset(shard, indices=range(stories)), workers, args.batch)
+            slow = stories_per_second(PngStories(png_dir, stories, frames, (h, w)), workers, args.batch)
             print(f"{workers:>8} {fast:>16.0f} {slow:>14.0f} {fast / slow:>6.1f}x")
 
 
