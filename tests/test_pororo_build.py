@@ -160,6 +160,45 @@ def test_every_bad_input_is_reported(built):
     assert not (out / "work").exists() and not (out / "parts").exists()
 
 
+def test_rows_that_are_not_utf8_are_reported_and_the_rest_is_built(show, tmp_path):
+    table = tmp_path / "latin1.csv"
+    original = (show / "clips.csv").read_bytes()
+    first = len(original.splitlines()) + 1  # the line of the first row added here
+    added = [
+        b"ep1,4,ep1.mp4,4.1,5.5,Caf\xe9 with Loopy.,",  # a second record of a clip: only the record is lost
+        *(f'ep5,{c},ep1.mp4,{c - 1},{c},"{_text("ep5", c)}",'.encode() for c in range(1, 6)),
+        b"ep5,6,ep1.mp4,5,6,Pororo d\xe9teste the snow.,",  # the only record of clip 6
+        b"ep5,7,caf\xe9.mp4,,,Pororo.,",  # a video path that is not UTF-8
+    ]
+    table.write_bytes(original + b"\r\n".join(added) + b"\r\n")
+    out = tmp_path / "out"
+    result = CliRunner().invoke(sv_data, [
+        "build-pororo", "--videos", str(show / "videos"), "--descriptions", str(table), "--out", str(out),
+        "--image-size", str(SIZE), "--split", "0.5,0.25,0.25", "--workers", "1", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    line = result.output.strip()
+    # ep5 keeps the story of its clips 1-5; those starting at clips 2 and 3 would need clip 6 or 7
+    assert line.startswith("pororo-sv: 11 stories") and "from 31 of 38 clips in 5 of 5 episodes" in line
+    assert "skipped 7 clips (" in line and "not UTF-8 2" in line and "1 records (not UTF-8 1)" in line
+    assert "7 stories not made for want of a skipped clip" in line
+
+    text = (out / "report.tsv").read_bytes().decode("utf-8")  # UTF-8 throughout, the bad bytes shown as \xe9
+    assert text.splitlines()[0] == f"# {line}"
+    rows = list(csv.DictReader((r for r in text.splitlines() if not r.startswith("#")), delimiter="\t"))
+    found = {(r["skipped"], r["line"], r["episode"], r["clip"]): (r["video"], r["reason"]) for r in rows}
+    assert found[("record", str(first), "ep1", "4")] == ("ep1.mp4", "not UTF-8: byte 0xe9 in the description")
+    assert found[("clip", str(first + 6), "ep5", "6")] == ("ep1.mp4", "not UTF-8: byte 0xe9 in the description")
+    assert found[("clip", str(first + 7), "ep5", "7")] == ("caf\\xe9.mp4", "not UTF-8: in the video path")
+    assert len(rows) == 6 + 3
+
+    shards = read_all(out)
+    stories = {i: (split, n) for split, shard in shards.items() for n, i in enumerate(shard["ids"])}
+    assert set(stories) >= {"ep5/1", "ep1/1"} and not {"ep5/2", "ep5/3"} & set(stories)
+    split, n = stories["ep1/1"]
+    clip4 = shards[split]["descriptions"][n, 3]
+    assert [d for d in clip4 if d] == [_text("ep1", 4)]  # the record that is not UTF-8 is not among them
+
+
 def test_frame_pools_feed_random_frame_reading(built):
     out, _ = built
     dataset = StoryDataset(out / "train.h5", random_pool_frame=True)

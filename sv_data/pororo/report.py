@@ -35,7 +35,13 @@ class Problem:
     def row(self) -> tuple[str, ...]:
         line = str(self.line) if self.line else ""
         clip = "" if self.clip is None else str(self.clip)
-        return (self.skipped, line, self.episode, clip, self.video, self.reason)
+        return (self.skipped, line, printable(self.episode), clip, printable(self.video), printable(self.reason))
+
+
+def printable(value: str) -> str:
+    """``value`` as UTF-8 can hold it: bytes of the description file that were not UTF-8 (kept as surrogate
+    escapes when it was read) are written as ``\\xe9``."""
+    return value.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 def write_report(path: os.PathLike | str, problems: Iterable[Problem], header_notes: Iterable[str] = ()) -> Path:
