@@ -3,12 +3,13 @@ from __future__ import annotations
 
 import os
 import textwrap
+import uuid
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from sv_data.shards import ShardReader
+from sv_data.shards import ShardReader, replace_durably
 
 CELL = 192  # frames are scaled up to this width so that 64x64 data can be looked at
 CAPTION_LINES = 5
@@ -54,7 +55,10 @@ def write_preview(shard: os.PathLike | str, out: os.PathLike | str, stories: int
         batch = reader.read_stories(rows)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    contact_sheet(batch.images, batch.texts, batch.story_ids).save(tmp, format="PNG")
-    os.replace(tmp, out)
+    tmp = out.with_name(f".{out.name}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        contact_sheet(batch.images, batch.texts, batch.story_ids).save(tmp, format="PNG")
+        replace_durably(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
     return out

@@ -5,7 +5,7 @@ import os
 
 import numpy as np
 
-from sv_data.shards import ShardReader, iter_blocks, label_frequencies
+from sv_data.shards import FORMAT_VERSION, ShardReader, iter_blocks, label_frequencies
 
 
 def summarize(path: os.PathLike | str, block: int = 1024) -> dict:
@@ -18,7 +18,7 @@ def summarize(path: os.PathLike | str, block: int = 1024) -> dict:
     lengths = np.asarray(words or [0])
     return {
         "path": str(info.path),
-        "format_version": 1,
+        "format_version": FORMAT_VERSION,
         "created_by": info.created_by,
         "dataset": info.spec.dataset,
         "split": info.spec.split,
