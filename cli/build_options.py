@@ -23,15 +23,21 @@ def build_options(default_chunk: int, workers_help: str = WORKERS_HELP, ray_help
     of stories says so in its own help texts."""
 
     def decorate(command):
-        @click.option("--workers", type=click.IntRange(min=1), default=os.cpu_count() or 1, show_default="all cores",
-                      help=workers_help)
-        @click.option("--chunk-size", type=click.IntRange(min=1), default=default_chunk, show_default=True,
+        # Plain ints, checked below: a bad value is one line "error: --workers must be >= 1, got 0" and exit
+        # status 2, like every other bad input (click's own range errors come with a usage block).
+        @click.option("--workers", type=int, default=os.cpu_count() or 1, show_default="all cores", help=workers_help)
+        @click.option("--chunk-size", type=int, default=default_chunk, show_default=True,
                       help="Stories per part file: the unit of work, of resuming and of retries.")
         @click.option("--ray", "ray_address", metavar="ADDRESS", help=ray_help)
-        @click.option("--shard-index", type=click.IntRange(min=0), help=shard_help)
-        @click.option("--num-shards", type=click.IntRange(min=1), help="Number of jobs sharing the build.")
+        @click.option("--shard-index", type=int, help=shard_help)
+        @click.option("--num-shards", type=int, help="Number of jobs sharing the build.")
         @functools.wraps(command)
         def wrapper(*args, workers, chunk_size, ray_address, shard_index, num_shards, **kwargs):
+            least = {"--workers": (workers, 1), "--chunk-size": (chunk_size, 1), "--shard-index": (shard_index, 0),
+                     "--num-shards": (num_shards, 1)}
+            for option, (value, minimum) in least.items():
+                if value is not None and value < minimum:
+                    raise SvkitError(f"{option} must be >= {minimum}, got {value}")
             if (shard_index is None) != (num_shards is None):
                 raise SvkitError("--shard-index and --num-shards go together")
             if shard_index is not None and shard_index >= num_shards:

@@ -1,6 +1,8 @@
 """``sv-data build-clevr`` and ``sv-data import-storygan-clevr``."""
 import click
 
+from cli.build_options import build_options, report_outputs
+
 
 @click.command()
 @click.option("--out", default="data/clevr-sv", show_default=True, type=click.Path(file_okay=False),
@@ -18,25 +20,24 @@ import click
               help="OpenImageDenoise with albedo and normal guides (prefilter FAST).")
 @click.option("--device", default="cpu", show_default=True, type=str,
               help="Cycles device: cpu, or gpu (the first of OptiX, CUDA, HIP, oneAPI, Metal that has a device).")
-@click.option("--workers", default=None, type=int,
-              help="Rendering processes, each holding one Blender session. [default: number of cores]")
-@click.option("--chunk-size", default=10, show_default=True, type=int,
-              help="Stories per part file: the unit of work that a resumed build skips when finished.")
+@build_options(
+    default_chunk=10,  # small builds still spread over every worker
+    workers_help="Rendering processes, each holding one Blender session with cores / workers Cycles threads (or "
+                 "Ray actors with --ray, one CPU and one Cycles thread each).",
+)
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def build_clevr(out, n_train, n_test, n_val, seed, image_size, samples, denoise, device, workers, chunk_size, quiet):
+def build_clevr(out, n_train, n_test, n_val, seed, image_size, samples, denoise, device, run, quiet):
     """Render CLEVR-SV (StoryGAN's 4-frame CLEVR stories) into shards with Blender's Cycles.
 
     Every story adds one object per frame to a jittered CLEVR studio; frames come with sentences, StoryGAN's
     75-d condition vectors, attribute labels and, under extra/, every object attribute, position, box and
     instance mask (docs/clevr.md). Interrupt it at any time: re-running the same command resumes.
     """
-    from sv_data.clevr.job import build_clevr as run
+    from sv_data.clevr.job import build_clevr as build
 
-    files = run(out, {"train": n_train, "val": n_val, "test": n_test}, seed=seed, image_size=image_size,
-                samples=samples, denoise=denoise, device=device.lower(), workers=workers, chunk_size=chunk_size,
-                progress=not quiet)
-    for split, path in files.items():
-        click.echo(f"{split}: {path}")
+    files = build(out, {"train": n_train, "val": n_val, "test": n_test}, seed=seed, image_size=image_size,
+                  samples=samples, denoise=denoise, device=device.lower(), progress=not quiet, **run)
+    report_outputs(files, out)
 
 
 @click.command()

@@ -183,8 +183,14 @@ def default_workers() -> int:
 
 def build_clevr(out_dir: os.PathLike | str, split_sizes: Mapping[str, int], *, seed: int = 0, image_size: int = 64,
                 samples: int = 16, denoise: bool = True, device: str = "cpu", workers: int | None = None,
-                chunk_size: int = 10, progress: bool = True) -> dict[str, Path]:
-    """Build (or resume) CLEVR-SV into ``out_dir``; returns the split files. Checks every option first."""
+                chunk_size: int = 10, progress: bool = True, ray_address: str | None = None,
+                shard: tuple[int, int] | None = None) -> dict[str, Path]:
+    """Build (or resume) CLEVR-SV into ``out_dir``; returns the split files. Checks every option first.
+
+    ``ray_address`` renders the chunks on Ray actors (``"local"`` starts Ray here); ``shard=(i, n)`` renders only
+    chunks i, i+n, ... (one job of an array) and leaves the joining to :func:`sv_data.build.merge`, so it returns
+    no split file until the last job's parts are merged.
+    """
     from sv_data.build import build
     from sv_data.clevr.render import DEVICES
 
@@ -201,14 +207,15 @@ def build_clevr(out_dir: os.PathLike | str, split_sizes: Mapping[str, int], *, s
             raise SvkitError(f"{option} must be >= {least}, got {value}")
     if device not in DEVICES:
         raise SvkitError(f"--device must be one of {', '.join(DEVICES)}, got {device!r}")
-    if device == "gpu":
+    if device == "gpu" and ray_address is None:  # on Ray the GPUs that count are the nodes', not this one's
         from sv_data.clevr.render import enable_gpu
 
         enable_gpu()  # fail here, with one line, rather than in every worker
-    threads = max(1, default_workers() // workers)
+    # A Ray actor holds one CPU of its node, so it renders with one thread; local workers share this machine.
+    threads = 1 if ray_address is not None else max(1, default_workers() // workers)
     job = ClevrJob(seed=seed, image_size=image_size, samples=samples, denoise=denoise, device=device, threads=threads)
     try:
         return build(job, out_dir, split_sizes, workers=workers, chunk_size=chunk_size, progress=progress,
-                     desc="CLEVR-SV stories")
+                     desc="CLEVR-SV stories", ray_address=ray_address, shard=shard)
     finally:
         job.close()
