@@ -57,8 +57,10 @@ def preview(shard, out, stories, seed):
 def merge(out_dir):
     """Join the finished part files of a build folder into its split files.
 
-    For builds run as several jobs (--shard-index/--num-shards, e.g. a Slurm array) or by another scheduler: each
-    part is a self-describing shard, and the folder's build.json says which parts make each split.
+    For builds run as several jobs (--shard-index/--num-shards, e.g. a Slurm array) or by another scheduler. The
+    folder's build.json, when there is one, says which parts make each split. Without it, each part describes
+    itself: parts are grouped by split and ordered by story range, which must run from 0 without gaps or
+    overlaps, and must all come from one build (docs/scaling.md). Safe to run again after it was killed.
     """
     from sv_data.build import merge as join_finished_parts
 
