@@ -17,6 +17,9 @@ SHARD = click.Path(path_type=Path, dir_okay=False)
               help="Run folder: config.json, checkpoints/, samples/, tensorboard/, metrics.jsonl. "
                    "An existing run folder is resumed from its newest checkpoint.")
 @click.option("--val", type=SHARD, help="Validation shard: mean SSIM of its stories picks checkpoints/best.pt.")
+@click.option("--evaluator", type=click.Path(path_type=Path, file_okay=False),
+              help="Evaluator folder of sv-model train-evaluator: its F1 on the --val stories (object F1 on "
+                   "CLEVR-SV, character F1 otherwise) is logged and picks best.pt instead of SSIM.")
 @click.option("--epochs", type=int, help="Epochs of the story stream (default 120 unless --max-steps is given).")
 @click.option("--max-steps", type=int, help="Train for this many steps in all instead of --epochs.")
 @click.option("--device", type=DEVICES, default="auto", help="auto: the GPU if CUDA has one, else the CPU.")
@@ -50,7 +53,7 @@ SHARD = click.Path(path_type=Path, dir_okay=False)
               help="Train data-parallel on N GPUs of this machine: runs `python -m torch.distributed.run "
                    "--standalone --nproc-per-node N -m sv_model.train` with the other options. Batch sizes are "
                    "per GPU. With --device cpu: N CPU processes (gloo).")
-def train(train_shard: Path, out: Path, val: Path | None, gpus: int, **options):
+def train(train_shard: Path, out: Path, val: Path | None, evaluator: Path | None, gpus: int, **options):
     """Train StoryGAN on TRAIN_SHARD (a shard of format v1: CLEVR-SV, Pororo-SV, ...).
 
     Runs on the GPU when there is one (bf16 autocast), else on the CPU. Ctrl-C saves a checkpoint and stops;
@@ -62,8 +65,9 @@ def train(train_shard: Path, out: Path, val: Path | None, gpus: int, **options):
         raise SystemExit(distributed.launch(gpus, options["device"], _arguments_without_gpus()))
     from sv_model.train import TrainOptions, train as run_training
 
-    result = run_training(TrainOptions(train=str(train_shard), out=str(out), val=None if val is None else str(val),
-                                       **options))
+    paths = {"val": val, "evaluator": evaluator}
+    result = run_training(TrainOptions(train=str(train_shard), out=str(out),
+                                       **{k: None if v is None else str(v) for k, v in paths.items()}, **options))
     click.echo(f"run folder: {result.run_dir}")
 
 

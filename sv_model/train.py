@@ -42,6 +42,7 @@ from sv_model.data import (
     to_device,
     uses_pool_frames,
 )
+from sv_model.evaluation.evaluators import evaluator_f1, load_evaluator
 from sv_model.evaluation.image_metrics import SSIM_IMPLEMENTATION, ssim_per_frame
 from sv_model.generate import draw_stories, save_story_sheet
 from sv_model.networks import ModelConfig
@@ -58,6 +59,7 @@ class TrainOptions:
     train: str
     out: str
     val: str | None = None
+    evaluator: str | None = None  # a folder of sv-model train-evaluator: its F1 on --val picks best.pt
     epochs: int | None = None  # DEFAULT_EPOCHS when max_steps is not given either
     max_steps: int | None = None
     device: str = "auto"
@@ -101,7 +103,7 @@ class TrainResult:
     step: int
     total_steps: int
     checkpoint: Path | None
-    best_ssim: float | None
+    best_metric: float | None  # the best validation metric (evaluator F1 with --evaluator, else SSIM)
     stats: dict = field(default_factory=dict)
 
 
@@ -223,6 +225,15 @@ class _FixedStories:
         return draw_stories(trainer.generator, self.conditions, self.labels, SAMPLE_SEED, trainer.device, batch_size)
 
 
+def _validation_metric(options: TrainOptions, val_info: ShardInfo | None) -> str | None:
+    """What picks best.pt, in words (config.json)."""
+    if val_info is None:
+        return None
+    if options.evaluator is not None:
+        return f"F1 of the evaluator in {options.evaluator} (object F1 on CLEVR-SV, character F1 otherwise)"
+    return f"mean SSIM over frames ({SSIM_IMPLEMENTATION})"
+
+
 def _model_config(options: TrainOptions, info: ShardInfo) -> ModelConfig:
     spec = info.spec
     labels_in_condition = (
@@ -256,6 +267,8 @@ def _check_options(options: TrainOptions) -> None:
     for name in ("story_batch", "image_batch"):
         if getattr(options, name) < 2:  # the wrong-condition term pairs each sample with another one's condition
             raise SvkitError(f"--{name.replace('_', '-')} must be at least 2, got {getattr(options, name)}")
+    if options.evaluator is not None and options.val is None:
+        raise SvkitError("--evaluator scores the validation stories: give --val too")
     for name in ("epochs", "max_steps"):
         value = getattr(options, name)
         if value is not None and value < 1:
@@ -304,7 +317,7 @@ def _train(options: TrainOptions, context: distributed.Context, log) -> TrainRes
                     "processes": ranks, "effective_story": story_batch * ranks,
                     "effective_image": image_batch * ranks},
         "total_steps": total_steps,
-        "validation_metric": f"mean SSIM over frames ({SSIM_IMPLEMENTATION})" if val_info else None,
+        "validation_metric": _validation_metric(options, val_info),
     }
     run.check_config(config)
     if context.is_main:
@@ -314,12 +327,12 @@ def _train(options: TrainOptions, context: distributed.Context, log) -> TrainRes
     trainer = Trainer(model_config, options.hyperparameters(), steps_per_epoch, device)
     if ranks > 1:
         _seed_everything(_rank_seed(options.seed, context.rank))  # same weights (broadcast), other noise per rank
-    start, best_ssim = 0, None
+    start, best_metric = 0, None
     latest = run.checkpoints.latest()
     if latest is not None:
         payload = checkpoint.load(latest)
         trainer.load_state_dict(payload)
-        start, best_ssim = int(payload["step"]), payload.get("best_ssim")
+        start, best_metric = int(payload["step"]), payload.get("best_metric")
         checkpoint.restore_rng(payload["rank_rng"][context.rank] if ranks > 1 else payload["rng"])
         log(f"resuming {run.dir} from {latest.name} (step {start} of {total_steps})")
     else:
@@ -337,9 +350,9 @@ def _train(options: TrainOptions, context: distributed.Context, log) -> TrainRes
 
     if start >= total_steps:
         log(f"{run.dir}: already trained for {start} steps (of {total_steps}); nothing to do")
-        return TrainResult(run.dir, start, total_steps, latest, best_ssim)
+        return TrainResult(run.dir, start, total_steps, latest, best_metric)
 
-    val_stories = samples = None
+    val_stories = samples = evaluator = None
     if context.is_main:  # validation and sample sheets are drawn by rank 0 alone
         fixed_source = (val_info or info).path
         val_stories = (
@@ -351,20 +364,24 @@ def _train(options: TrainOptions, context: distributed.Context, log) -> TrainRes
             val_info.num_stories if val_info else n_stories, options.sample_stories
         )
         samples = _FixedStories(fixed_source, sample_indices, model_config.image_size, device)
+        if options.evaluator is not None:
+            evaluator = load_evaluator(options.evaluator, device=str(device))
+            evaluator.check_compatible(val_info)
 
     loop = _Loop(options, run, trainer, info, context, story_batch, image_batch, steps_per_epoch, total_steps,
-                 val_stories, samples, best_ssim, log)
+                 val_stories, samples, evaluator, best_metric, log)
     return loop.run(start)
 
 
 class _Loop:
     def __init__(self, options, run, trainer, info, context, story_batch, image_batch, steps_per_epoch, total_steps,
-                 val_stories, samples, best_ssim, log):
+                 val_stories, samples, evaluator, best_metric, log):
         self.options, self.run_folder, self.trainer, self.info = options, run, trainer, info
         self.context, self.device, self.main = context, context.device, context.is_main
         self.story_batch, self.image_batch = story_batch, image_batch
         self.steps_per_epoch, self.total_steps = steps_per_epoch, total_steps
-        self.val_stories, self.samples, self.best_ssim, self.log = val_stories, samples, best_ssim, log
+        self.val_stories, self.samples, self.evaluator = val_stories, samples, evaluator
+        self.best_metric, self.log = best_metric, log
         self.last_checkpoint: Path | None = run.checkpoints.latest()
 
     def _loaders(self, start: int):
@@ -377,9 +394,17 @@ class _Loop:
         frames = stream_loader(self.info.path, FRAME_STREAM, self.image_batch, **common)
         return iter(stories), iter(frames)
 
-    def _validate(self) -> float:
-        generated = self.val_stories.draw(self.trainer, self.options.story_batch * 4)
-        return float(ssim_per_frame(generated, self.val_stories.real).mean())
+    def _validate(self) -> dict[str, float]:
+        """The validation scores; the last one is the metric that picks best.pt."""
+        fixed = self.val_stories
+        generated = fixed.draw(self.trainer, self.options.story_batch * 4)
+        scores = {"val/ssim": float(ssim_per_frame(generated, fixed.real).mean())}
+        if self.evaluator is not None:
+            frames = generated.permute(0, 1, 3, 4, 2).cpu().numpy()
+            scores["val/evaluator_f1"] = evaluator_f1(
+                self.evaluator, frames, fixed.conditions.cpu().numpy(), fixed.labels.cpu().numpy()
+            )
+        return scores
 
     def _write_samples(self, step: int) -> None:
         if not self.main:
@@ -401,21 +426,23 @@ class _Loop:
         distributed.barrier()
 
     def _write_checkpoint(self, step: int, writer, rank_rng: list[dict]) -> None:
-        ssim = None
+        metric = None
         if self.val_stories is not None:
-            ssim = self._validate()
-            writer.add_scalar("val/ssim", ssim, step)
-            self.run_folder.append_metrics({"step": step, "val/ssim": ssim})
-        best = ssim is not None and (self.best_ssim is None or ssim > self.best_ssim)
+            scores = self._validate()
+            for name, value in scores.items():
+                writer.add_scalar(name, value, step)
+            self.run_folder.append_metrics({"step": step, **scores})
+            metric = list(scores.values())[-1]
+        best = metric is not None and (self.best_metric is None or metric > self.best_metric)
         if best:
-            self.best_ssim = ssim
+            self.best_metric = metric
         payload = {
             "format": checkpoint.FORMAT,
             "version": checkpoint.VERSION,
             "step": step,
             "epoch": step // self.steps_per_epoch,
-            "metric": ssim,
-            "best_ssim": self.best_ssim,
+            "metric": metric,
+            "best_metric": self.best_metric,
             "model": self.trainer.config.to_dict(),
             "options": asdict(self.options),
             "shard": {"path": str(self.info.path), "dataset": self.info.spec.dataset,
@@ -489,9 +516,14 @@ class _Loop:
             self.log(f"\nstopped at step {step}; checkpoint {self.last_checkpoint}; run the same command to resume")
             raise KeyboardInterrupt
         self.log(f"finished {step} steps; checkpoint {self.last_checkpoint}"
-                 + (f"; best validation SSIM {self.best_ssim:.4f}" if self.best_ssim is not None else ""))
-        return TrainResult(self.run_folder.dir, step, self.total_steps, self.last_checkpoint, self.best_ssim,
+                 + (f"; best validation {self._metric_name} {self.best_metric:.4f}"
+                    if self.best_metric is not None else ""))
+        return TrainResult(self.run_folder.dir, step, self.total_steps, self.last_checkpoint, self.best_metric,
                            stats=last_stats)
+
+    @property
+    def _metric_name(self) -> str:
+        return "evaluator F1" if self.evaluator is not None else "SSIM"
 
     def _log(self, writer, progress, step, sums, count, elapsed, data_time, phase_times) -> dict:
         values = {k: float(v) / count for k, v in sums.items()}  # one device sync per log, not per step

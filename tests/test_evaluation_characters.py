@@ -130,3 +130,25 @@ def test_running_the_finished_training_again_changes_nothing(glyph_evaluator):
     changed = CliRunner().invoke(main, [*args[:-2], "--epochs", "9"])
     assert changed.exit_code == 2
     assert "error:" in changed.output and "other options" in changed.output
+
+
+def test_training_with_an_evaluator_logs_its_f1_and_keeps_the_best_by_it(glyph_evaluator, tmp_path):
+    root, evaluator, _, _ = glyph_evaluator
+    run = tmp_path / "run"
+    args = ["train", str(root / "train.h5"), "--val", str(root / "test.h5"), "--evaluator", str(evaluator),
+            "--out", str(run), "--max-steps", "4", "--checkpoint-every", "2", "--image-size", "16", "--g-width", "4",
+            "--d-width", "4", "--story-batch", "4", "--image-batch", "8", "--workers", "0", "--device", "cpu",
+            "--no-progress"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    f1s = [r["val/evaluator_f1"] for r in rows if "val/evaluator_f1" in r]
+    assert len(f1s) == 2 and all(0 <= f <= 1 for f in f1s)
+    assert all("val/ssim" in r for r in rows if "val/evaluator_f1" in r)
+    best = torch.load(run / "checkpoints" / "best.pt", weights_only=True)
+    assert best["metric"] == best["best_metric"] == max(f1s)
+    assert "evaluator" in json.loads((run / "config.json").read_text())["validation_metric"]
+
+    no_val = CliRunner().invoke(main, ["train", str(root / "train.h5"), "--evaluator", str(evaluator),
+                                       "--out", str(tmp_path / "other")])
+    assert no_val.exit_code == 2 and "--evaluator scores the validation stories: give --val too" in no_val.output

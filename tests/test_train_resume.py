@@ -64,7 +64,7 @@ def test_run_folder_holds_config_checkpoints_samples_and_logs(tmp_path, shards):
     assert numbered == ["step_000004.pt", "step_000006.pt"]
     best = torch.load(run / "checkpoints" / "best.pt", weights_only=True)
     ssims = [r["val/ssim"] for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines()) if "val/ssim" in r]
-    assert len(ssims) == 3 and best["metric"] == max(ssims) == result.best_ssim
+    assert len(ssims) == 3 and best["metric"] == max(ssims) == result.best_metric
     assert sorted(p.name for p in (run / "samples").iterdir()) == ["step_000003.png", "step_000006.png"]
     assert any((run / "tensorboard").glob("events.out.tfevents.*"))
     latest = torch.load(result.checkpoint, weights_only=True)  # tensors and plain values only
