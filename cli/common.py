@@ -40,6 +40,10 @@ class LazyGroup(click.Group):
             return super().invoke(ctx)
         except SvkitError as exc:
             raise CommandError(str(exc)) from None
+        except click.UsageError as exc:
+            # click's own usage errors (a folder for a file, a word for a number) follow the same one-line rule.
+            where = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
+            raise CommandError(exc.format_message() + where) from None
         except KeyboardInterrupt:
             click.echo("\ninterrupted: finished work is kept; re-run the same command to resume", err=True)
             sys.exit(INTERRUPTED)

@@ -104,3 +104,22 @@ def test_every_command_has_help():
         args = [name] if name == "--help" else [name, "--help"]
         result = run(*args)
         assert result.exit_code == 0 and "Usage:" in result.output, (name, result.output)
+
+
+@pytest.mark.parametrize(
+    "program, args, needle",
+    [
+        ("cli.data", ["inspect", "{tmp}"], "is a directory"),
+        ("cli.data", ["preview", "{tmp}/a.h5", "--out", "x.png", "--stories", "many"], "'many' is not a valid integer"),
+        ("cli.data", ["no-such-command"], "No such command 'no-such-command'"),
+        ("cli.model", ["train", "{tmp}/a.h5", "--out", "{tmp}/run", "--epochs", "abc"], "'abc' is not a valid integer"),
+    ],
+)
+def test_usage_errors_are_one_line_too(tmp_path, program, args, needle):
+    """click's own errors (a folder for a file, a word for a number) follow the one-line rule of svkit's errors."""
+    args = [a.replace("{tmp}", str(tmp_path)) for a in args]
+    result = subprocess.run([sys.executable, "-m", program, *args], capture_output=True, text=True)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and needle in lines[0], result.stderr
+    assert "--help" in lines[0]
