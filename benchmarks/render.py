@@ -7,6 +7,7 @@
 
     python benchmarks/render.py                       # 200 stories, 16 references at 1024 samples
     python benchmarks/render.py --stories 40 --reference-stories 4 --reference-samples 256
+    python benchmarks/render.py --workers 1 --reference-stories 0   # speed alone, one worker
 """
 from __future__ import annotations
 
@@ -72,6 +73,8 @@ def main() -> None:
               f"if the {args.workers} workers had their cores to themselves")
 
         n = min(args.reference_stories, args.stories)
+        if n < 1:
+            return  # speed alone (e.g. to compare worker counts)
         start = time.perf_counter()
         reference = build_clevr(Path(tmp, "reference"), {"train": n}, samples=args.reference_samples,
                                 chunk_size=max(1, n // args.workers), **common)["train"]

@@ -27,7 +27,7 @@ def _conv(in_channels: int, out_channels: int, stride: int = 1, dilation: int = 
 
 
 class AttributeNet(nn.Module):
-    """uint8-range frames (n, 3, 64, 64) -> heat-map logits (n, 1, 32, 32) and attribute logits (n, 15, 32, 32);
+    """uint8-range frames (n, 3, 64, 64) -> heat-map logits (n, 1, 64, 64) and attribute logits (n, 15, 64, 64);
     ``features`` gives the pooled bottleneck (n, 4 * width), the space of svkit's cheap Fréchet distance."""
 
     def __init__(self, width: int = 32):
@@ -35,14 +35,15 @@ class AttributeNet(nn.Module):
         w = width
         self.stages = nn.ModuleList(
             [
-                nn.Sequential(_conv(3, w // 2), _conv(w // 2, w, stride=2), _conv(w, w)),  # 32x32
+                _conv(3, w // 2),  # 64x64: a small object is a few pixels wide
+                nn.Sequential(_conv(w // 2, w, stride=2), _conv(w, w)),  # 32x32
                 nn.Sequential(_conv(w, 2 * w, stride=2), _conv(2 * w, 2 * w)),  # 16x16
                 nn.Sequential(_conv(2 * w, 4 * w, stride=2), _conv(4 * w, 4 * w, dilation=2), _conv(4 * w, 4 * w)),
             ]
         )  # the 8x8 bottleneck's cells see the whole frame
-        self.lateral = nn.ModuleList([nn.Conv2d(4 * w, 2 * w, 1), nn.Conv2d(2 * w, w, 1)])
-        self.up = nn.ModuleList([_conv(2 * w, 2 * w), nn.Sequential(_conv(w, w), _conv(w, w))])
-        self.heads = nn.Conv2d(w, 1 + sum(ATTRIBUTE_SIZES), 1)
+        self.lateral = nn.ModuleList([nn.Conv2d(4 * w, 2 * w, 1), nn.Conv2d(2 * w, w, 1), nn.Conv2d(w, w // 2, 1)])
+        self.up = nn.ModuleList([_conv(2 * w, 2 * w), nn.Sequential(_conv(w, w), _conv(w, w)), _conv(w // 2, w // 2)])
+        self.heads = nn.Conv2d(w // 2, 1 + sum(ATTRIBUTE_SIZES), 1)
         nn.init.constant_(self.heads.bias[:1], -4.0)  # start from "no object anywhere", as CenterNet does
 
     @staticmethod
@@ -79,7 +80,7 @@ def focal_heat_loss(logits: torch.Tensor, heat: torch.Tensor) -> torch.Tensor:
 def attribute_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Mean cross-entropy of the four attribute heads over the cells that an object covers."""
     losses = [
-        F.cross_entropy(part, labels[:, i], ignore_index=IGNORE)
+        F.cross_entropy(part, labels[:, i].long(), ignore_index=IGNORE)
         for i, part in enumerate(torch.split(logits, ATTRIBUTE_SIZES, dim=1))
     ]
     return torch.stack(losses).mean()

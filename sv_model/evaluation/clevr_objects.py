@@ -19,7 +19,7 @@ ATTRIBUTE_SIZES = tuple(len(values) for _, values in ATTRIBUTES)
 EXTRA_NAMES = ("masks", *(name for name, _ in ATTRIBUTES))  # the builder's extra/ arrays that training needs
 
 INPUT_SIZE = 64  # the evaluator looks at frames of this size (StoryGAN draws 64x64)
-STRIDE = 2  # its output grid is INPUT_SIZE / STRIDE cells on a side
+STRIDE = 1  # its output grid is INPUT_SIZE / STRIDE cells on a side
 GRID = INPUT_SIZE // STRIDE
 IGNORE = -1
 
@@ -65,7 +65,7 @@ def anchor_pixel(visible: np.ndarray) -> tuple[int, int]:
     return int(ys[nearest]), int(xs[nearest])
 
 
-def frame_targets(mask: np.ndarray, attributes: np.ndarray, sigma: float = 0.8) -> tuple[np.ndarray, np.ndarray]:
+def frame_targets(mask: np.ndarray, attributes: np.ndarray, sigma: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
     """Training targets of one frame on the GRID x GRID output grid.
 
     mask: instance mask (H, W), 0 = background, k + 1 = object k; attributes: (objects, 4) indices per object.
@@ -88,4 +88,4 @@ def frame_targets(mask: np.ndarray, attributes: np.ndarray, sigma: float = 0.8) 
         heat = np.maximum(heat, np.exp(-((yy - y) ** 2 + (xx - x) ** 2) / (2 * sigma**2)))
         heat[y, x] = 1.0
         labels[:, y, x] = attributes[k]
-    return heat, labels
+    return heat, labels.astype(np.int8)

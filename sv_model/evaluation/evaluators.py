@@ -178,11 +178,25 @@ def _read_frames(reader: ShardReader, rows: np.ndarray, kind: str, desc: str) ->
             masks = reader.read("extra/masks", block)
             attributes = np.stack([reader.read(f"extra/{name}", block) for name, _ in clevr_objects.ATTRIBUTES], -1)
             targets = [clevr_objects.frame_targets(masks[i, f], attributes[i]) for i in range(n) for f in range(t)]
-            parts.append([frames, np.stack([h for h, _ in targets]), np.stack([l for _, l in targets]).astype(np.int64)])
+            parts.append([frames, np.stack([h for h, _ in targets]), np.stack([l for _, l in targets])])
         else:
             labels = reader.read("labels", block)
             parts.append([images.reshape(n * t, *images.shape[2:]), labels.reshape(n * t, -1).astype(np.float32)])
     return [np.concatenate(column) for column in zip(*parts)]
+
+
+def _check_training_options(held_out, epochs, batch_size, learning_rate, input_size, max_stories) -> None:
+    bad = [
+        (f"--held-out {held_out}", "must be at least 0 and below 1", not 0 <= held_out < 1),
+        (f"--epochs {epochs}", "must be at least 1", epochs is not None and epochs < 1),
+        (f"--batch-size {batch_size}", "must be at least 1", batch_size < 1),
+        (f"--lr {learning_rate}", "must be above 0", learning_rate is not None and not learning_rate > 0),
+        (f"--input-size {input_size}", "must be at least 32", input_size is not None and input_size < 32),
+        (f"--max-stories {max_stories}", "must be at least 1", max_stories is not None and max_stories < 1),
+    ]
+    for option, rule, broken in bad:
+        if broken:
+            raise SvkitError(f"{option}: {rule}")
 
 
 def _check_training_shard(info: ShardInfo, kind: str) -> None:
@@ -230,8 +244,7 @@ def train_evaluator(
     info = read_info(train)
     kind = kind_for(info)
     _check_training_shard(info, kind)
-    if not 0 <= held_out < 1:
-        raise SvkitError(f"--held-out {held_out}: must be in [0, 1)")
+    _check_training_options(held_out, epochs, batch_size, learning_rate, input_size, max_stories)
     val_info = read_info(val) if val is not None else None
     if val_info is not None and (val_info.spec.dataset, val_info.spec.label_names) != (info.spec.dataset, info.spec.label_names):
         raise EvaluatorError(f"{val_info.path}: another dataset or other labels than {train}")

