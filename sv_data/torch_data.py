@@ -15,6 +15,7 @@ from torch.utils.data import Dataset
 from sv_data.shards import ShardReader
 
 FRAME_POOL = "frame_pool"  # optional extra: uint8 (N, T, K, H, W, 3), K candidate frames per story frame
+IN_MEMORY_LIMIT = 64 << 20  # conditions and labels are read once per process when together at most this large
 
 
 def _channels_first(images: np.ndarray) -> torch.Tensor:
@@ -37,9 +38,24 @@ class StoryDataset(Dataset):
         if random_pool_frame and FRAME_POOL not in self.info.spec.extras:
             raise ValueError(f"{path}: random_pool_frame needs extra/{FRAME_POOL}, which this shard lacks")
         self.random_pool_frame = random_pool_frame
+        spec, n = self.info.spec, len(self.reader)
+        small = n * spec.frames_per_story * (4 * spec.condition_dim + len(spec.label_names)) <= IN_MEMORY_LIMIT
+        self._in_memory: dict[str, np.ndarray] | None = {} if small else None
+
+    def __getstate__(self):
+        return {**self.__dict__, "_in_memory": None if self._in_memory is None else {}}  # each process reads its own
 
     def __len__(self) -> int:
         return len(self.indices)
+
+    def per_story(self, name: str, rows: np.ndarray) -> np.ndarray:
+        """Rows of ``conditions`` or ``labels``: small next to the images, so a shuffled batch's many one-story
+        reads of them are saved by holding the whole array, read once per process, where it fits."""
+        if self._in_memory is None:
+            return self.reader.read(name, rows)
+        if name not in self._in_memory:
+            self._in_memory[name] = self.reader.read(name, np.arange(len(self.reader)))
+        return self._in_memory[name][rows]
 
     def _images(self, rows: np.ndarray) -> np.ndarray:
         if not self.random_pool_frame:
@@ -52,8 +68,8 @@ class StoryDataset(Dataset):
     def __getitems__(self, items) -> list[dict]:
         rows = self.indices[np.asarray(items, dtype=np.int64)]
         images = _channels_first(self._images(rows))
-        conditions = torch.from_numpy(self.reader.read("conditions", rows))
-        labels = torch.from_numpy(self.reader.read("labels", rows))
+        conditions = torch.from_numpy(self.per_story("conditions", rows))
+        labels = torch.from_numpy(self.per_story("labels", rows))
         return [
             {"images": images[j], "conditions": conditions[j], "labels": labels[j], "index": int(rows[j])}
             for j in range(len(rows))
@@ -81,8 +97,8 @@ class FrameDataset(Dataset):
         t = self.info.frames_per_story
         rows, frames = self.stories.indices[items // t], items % t
         images = _channels_first(self.stories.reader.read_images(rows, frames))
-        conditions = torch.from_numpy(self.stories.reader.read("conditions", rows))
-        labels = torch.from_numpy(self.stories.reader.read("labels", rows))
+        conditions = torch.from_numpy(self.stories.per_story("conditions", rows))
+        labels = torch.from_numpy(self.stories.per_story("labels", rows))
         return [
             {
                 "image": images[j],

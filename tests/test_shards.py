@@ -323,6 +323,25 @@ def test_story_and_frame_datasets_batch_reads(tmp_path):
     assert sorted(seen.tolist()) == list(range(6))
 
 
+@pytest.mark.parametrize("limit", [0, 64 << 20])
+def test_conditions_and_labels_are_the_same_in_memory_or_read_per_batch(tmp_path, monkeypatch, limit):
+    import sv_data.torch_data as torch_data
+
+    monkeypatch.setattr(torch_data, "IN_MEMORY_LIMIT", limit)
+    path = write_shard(tmp_path / "x.h5", stories=7)
+    stories = StoryDataset(path, indices=[6, 0, 3, 5])
+    assert (stories._in_memory is not None) == (limit > 0)
+    with ShardReader(path) as reader:
+        conditions, labels = reader.read("conditions", range(7)), reader.read("labels", range(7))
+    for item in stories.__getitems__([2, 0, 3, 2]):
+        np.testing.assert_array_equal(item["conditions"].numpy(), conditions[item["index"]])
+        np.testing.assert_array_equal(item["labels"].numpy(), labels[item["index"]])
+    frames = FrameDataset(path)
+    for item in frames.__getitems__([27, 1, 14]):
+        np.testing.assert_array_equal(item["story_conditions"].numpy(), conditions[item["index"]])
+        np.testing.assert_array_equal(item["label"].numpy(), labels[item["index"], item["frame"]])
+
+
 def test_frame_batches_read_each_story_once_and_agree_with_single_reads(tmp_path, monkeypatch):
     path = write_shard(tmp_path / "x.h5", stories=6)
     frames = FrameDataset(path, indices=[5, 2, 0])
