@@ -293,6 +293,10 @@ def _train(options: TrainOptions, context: distributed.Context, log) -> TrainRes
         val_info = open_training_shard(options.val, options.image_size, role="validation")
         check_same_kind(info, val_info)
     device, ranks = context.device, context.world_size
+    evaluator = None
+    if options.evaluator is not None and context.is_main:  # checked before the run folder is written
+        evaluator = load_evaluator(options.evaluator, device=str(device))
+        evaluator.check_compatible(val_info)
     model_config = _model_config(options, info)
 
     n_stories = info.num_stories
@@ -352,7 +356,7 @@ def _train(options: TrainOptions, context: distributed.Context, log) -> TrainRes
         log(f"{run.dir}: already trained for {start} steps (of {total_steps}); nothing to do")
         return TrainResult(run.dir, start, total_steps, latest, best_metric)
 
-    val_stories = samples = evaluator = None
+    val_stories = samples = None
     if context.is_main:  # validation and sample sheets are drawn by rank 0 alone
         fixed_source = (val_info or info).path
         val_stories = (
@@ -364,9 +368,6 @@ def _train(options: TrainOptions, context: distributed.Context, log) -> TrainRes
             val_info.num_stories if val_info else n_stories, options.sample_stories
         )
         samples = _FixedStories(fixed_source, sample_indices, model_config.image_size, device)
-        if options.evaluator is not None:
-            evaluator = load_evaluator(options.evaluator, device=str(device))
-            evaluator.check_compatible(val_info)
 
     loop = _Loop(options, run, trainer, info, context, story_batch, image_batch, steps_per_epoch, total_steps,
                  val_stories, samples, evaluator, best_metric, log)
