@@ -18,14 +18,14 @@ sv-model train "$dir/clevr-sv/train.h5" --val "$dir/clevr-sv/test.h5" --out "$di
   --max-steps 300 --g-width 32 --d-width 32 --story-batch 8 --image-batch 16
 
 echo "== 4/6 draw a test story next to the real one"
-sv-model generate --checkpoint "$dir/run/checkpoints/last.pt" --data "$dir/clevr-sv/test.h5" --index 0 \
+sv-model generate --checkpoint "$dir/run/checkpoints/best.pt" --data "$dir/clevr-sv/test.h5" --index 0 \
   --out "$dir/story.png"
 
 echo "== 5/6 train the attribute evaluator on real renders"
 sv-model train-evaluator "$dir/clevr-sv/train.h5" --out "$dir/evaluator"
 
 echo "== 6/6 evaluate"
-sv-model evaluate --checkpoint "$dir/run/checkpoints/last.pt" --data "$dir/clevr-sv/test.h5" \
+sv-model evaluate --checkpoint "$dir/run/checkpoints/best.pt" --data "$dir/clevr-sv/test.h5" \
   --evaluator "$dir/evaluator" --out "$dir/report.json"
 
 echo "done: $dir/preview.png, $dir/story.png, $dir/report.json, TensorBoard logs in $dir/run"
