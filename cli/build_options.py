@@ -23,8 +23,8 @@ def build_options(default_chunk: int, workers_help: str = WORKERS_HELP, ray_help
     of stories says so in its own help texts."""
 
     def decorate(command):
-        # Plain ints, checked below: a bad value is one line "error: --workers must be >= 1, got 0" and exit
-        # status 2, like every other bad input (click's own range errors come with a usage block).
+        # Plain ints, checked below, so that a bad value reads like the builders' own checks: "--workers must be
+        # >= 1, got 0" (click's range types would word it another way).
         @click.option("--workers", type=int, default=os.cpu_count() or 1, show_default="all cores", help=workers_help)
         @click.option("--chunk-size", type=int, default=default_chunk, show_default=True,
                       help="Stories per part file: the unit of work, of resuming and of retries.")

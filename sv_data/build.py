@@ -223,8 +223,7 @@ def merge(out_dir: os.PathLike | str) -> dict[str, Path]:
     return finished
 
 
-_SAME_BUILD = ("dataset", "build_config")
-_SAME_SPLIT = ("frames_per_story", "image_size", "label_names", "condition_dim", "extras")
+_SAME_BUILD = ("dataset", "build_config")  # join_parts checks the rest of the spec itself
 
 
 def _merge_self_described(out_dir: Path, parts_dir: Path) -> dict[str, Path]:
@@ -262,9 +261,6 @@ def _merge_self_described(out_dir: Path, parts_dir: Path) -> dict[str, Path]:
 def _check_run_from_zero(split: str, group: list[ShardInfo]) -> None:
     expected, previous = 0, None
     for info in group:
-        for attr in _SAME_SPLIT:
-            if getattr(info.spec, attr) != getattr(group[0].spec, attr):
-                raise BuildError(f"{info.path}: its {attr} differs from {group[0].path.name}'s; cannot join them")
         start, stop = info.story_range
         if start > expected:
             after = f"after {previous.path.name}" if previous else "before it"
