@@ -396,7 +396,7 @@ class _Loop:
         return iter(stories), iter(frames)
 
     def _validate(self) -> dict[str, float]:
-        """The validation scores; the last one is the metric that picks best.pt."""
+        """The validation scores: ``val/ssim``, and ``val/evaluator_f1`` with an evaluator."""
         fixed = self.val_stories
         generated = fixed.draw(self.trainer, self.options.story_batch * 4)
         scores = {"val/ssim": float(ssim_per_frame(generated, fixed.real).mean())}
@@ -433,7 +433,7 @@ class _Loop:
             for name, value in scores.items():
                 writer.add_scalar(name, value, step)
             self.run_folder.append_metrics({"step": step, **scores})
-            metric = list(scores.values())[-1]
+            metric = scores.get("val/evaluator_f1", scores["val/ssim"])  # what picks best.pt
         best = metric is not None and (self.best_metric is None or metric > self.best_metric)
         if best:
             self.best_metric = metric
