@@ -1,12 +1,14 @@
 """Where a CLEVR-SV frame's render time goes: one renderer and one scene, each Cycles setting timed over
-``--frames`` frames in ``--rounds`` interleaved rounds, the best round kept (a shared machine's neighbours only
-ever slow a round down).
+``--frames`` whole frames in ``--rounds`` interleaved rounds, the best round kept (a shared machine's neighbours
+only ever slow a round down). The process keeps to as many cores as the setting has threads, as a build's
+workers do (sv_data.build.pin_to_share); a lone one-thread render free to roam is slower.
 
     python benchmarks/render_settings.py              # 64x64, 16 frames, 3 rounds
 """
 from __future__ import annotations
 
 import argparse
+import os
 import time
 
 import numpy as np
@@ -15,7 +17,8 @@ from sv_data.clevr.render import ClevrRenderer
 from sv_data.clevr.scene import sample_scene
 
 SETTINGS = {  # name -> (samples, denoise, threads, light tree)
-    "16 samples + OIDN, 1 thread (the build's default)": (16, True, 1, True),
+    "12 samples + OIDN, 1 thread (the build's default)": (12, True, 1, True),
+    "16 samples + OIDN, 1 thread": (16, True, 1, True),
     "16 samples + OIDN, 2 threads": (16, True, 2, True),
     "16 samples, no denoising, 1 thread": (16, False, 1, True),
     "8 samples + OIDN, 1 thread": (8, True, 1, True),
@@ -34,13 +37,15 @@ def main() -> None:
     cycles, render = renderer.scene.cycles, renderer.scene.render
     renderer.set_scene(sample_scene(np.random.default_rng(3)))
     best = dict.fromkeys(SETTINGS, float("inf"))
+    cores = sorted(os.sched_getaffinity(0))
     for _ in range(args.rounds):
         for name, (samples, denoise, threads, tree) in SETTINGS.items():
             cycles.samples, cycles.use_denoising, render.threads, cycles.use_light_tree = samples, denoise, threads, tree
-            renderer.render(3)  # the first render after a change re-syncs the scene
+            os.sched_setaffinity(0, cores[:threads])
+            renderer.render_frame(3)  # the first render after a change re-syncs the scene
             start = time.perf_counter()
             for i in range(args.frames):
-                renderer.render(i % 4)
+                renderer.render_frame(i % 4)
             best[name] = min(best[name], (time.perf_counter() - start) / args.frames)
     print(f"| setting ({args.image_size}x{args.image_size}) | ms per frame |\n| --- | --- |")
     for name, seconds in best.items():

@@ -2,6 +2,7 @@
 import click
 
 from cli.build_options import build_options, report_outputs
+from sv_data.clevr import DEFAULT_SAMPLES
 
 
 @click.command()
@@ -15,9 +16,9 @@ from cli.build_options import build_options, report_outputs
 @click.option("--image-size", default=64, show_default=True, type=int,
               help="Side of the square frames, which show CLEVR's 4:3 view squashed as StoryGAN did (64 = "
                    "StoryGAN's 320x240 -> 64x64); e.g. 128 or 256 for larger masters.")
-@click.option("--samples", default=16, show_default=True, type=int, help="Cycles samples per pixel.")
+@click.option("--samples", default=DEFAULT_SAMPLES, show_default=True, type=int, help="Cycles samples per pixel.")
 @click.option("--denoise/--no-denoise", default=True, show_default=True,
-              help="OpenImageDenoise with albedo and normal guides (prefilter FAST).")
+              help="OpenImageDenoise with an albedo guide (prefilter FAST).")
 @click.option("--device", default="cpu", show_default=True, type=str,
               help="Cycles device: cpu, or gpu (the first of OptiX, CUDA, HIP, oneAPI, Metal that has a device).")
 @build_options(

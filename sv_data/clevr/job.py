@@ -8,6 +8,7 @@ from typing import Iterator, Mapping
 
 import numpy as np
 
+from sv_data.clevr import DEFAULT_SAMPLES
 from sv_data.clevr.descriptions import describe
 from sv_data.clevr.scene import (
     CONDITION_DIM,
@@ -62,15 +63,18 @@ class ClevrJob:
 
     seed: int = 0
     image_size: int = 64
-    samples: int = 16
+    samples: int = DEFAULT_SAMPLES
     denoise: bool = True
     device: str = "cpu"
     threads: int = 0  # Cycles threads per process; 0 = all cores. Does not change the output.
+    # Render every frame whole, rather than frames 0..2 from the frame after each (ClevrRenderer): the references
+    # of benchmarks/render.py, which so measures what the shortcut costs in fidelity.
+    whole_frames: bool = False
     _renderer: object = field(default=None, init=False, repr=False, compare=False)
 
     def config(self) -> dict:
         return {"dataset": DATASET, "seed": self.seed, "image_size": self.image_size, "samples": self.samples,
-                "denoise": self.denoise, "device": self.device}
+                "denoise": self.denoise, "device": self.device, "whole_frames": self.whole_frames}
 
     def spec(self, split: str) -> ShardSpec:
         return ShardSpec(
@@ -107,13 +111,17 @@ class ClevrJob:
             if not self._all_in_frame(scene):
                 continue
             self._renderer.set_scene(scene)
-            last = self._renderer.render(NUM_OBJECTS - 1)
+            last = self._renderer.render_frame(NUM_OBJECTS - 1)
             counts = np.bincount(last[1].ravel(), minlength=NUM_OBJECTS + 1)[1:]
             if counts.min() >= need:  # every object visible in the last frame is visible in every frame
                 break
         else:
             raise SvkitError(f"{split} story {index}: no scene with every object visible in {MAX_SCENE_TRIES} tries")
-        frames = [self._renderer.render(t) for t in range(NUM_OBJECTS - 1)] + [last]
+        if self.whole_frames:
+            frames = [self._renderer.render_frame(t) for t in range(NUM_OBJECTS - 1)]
+        else:
+            frames = self._renderer.render_earlier_frames(last)
+        frames.append(last)
         return pack_story(scene, frames, split, index, self.seed)
 
     def _all_in_frame(self, scene: Scene) -> bool:
@@ -182,14 +190,15 @@ def default_workers() -> int:
 
 
 def build_clevr(out_dir: os.PathLike | str, split_sizes: Mapping[str, int], *, seed: int = 0, image_size: int = 64,
-                samples: int = 16, denoise: bool = True, device: str = "cpu", workers: int | None = None,
+                samples: int = DEFAULT_SAMPLES, denoise: bool = True, device: str = "cpu", workers: int | None = None,
                 chunk_size: int = 10, progress: bool = True, ray_address: str | None = None,
-                shard: tuple[int, int] | None = None) -> dict[str, Path]:
+                shard: tuple[int, int] | None = None, whole_frames: bool = False) -> dict[str, Path]:
     """Build (or resume) CLEVR-SV into ``out_dir``; returns the split files. Checks every option first.
 
     ``ray_address`` renders the chunks on Ray actors (``"local"`` starts Ray here); ``shard=(i, n)`` renders only
     chunks i, i+n, ... (one job of an array) and leaves the joining to :func:`sv_data.build.merge`, so it returns
-    no split file until the last job's parts are merged.
+    no split file until the last job's parts are merged. ``whole_frames`` renders every frame whole (the
+    references of ``benchmarks/render.py``).
     """
     from sv_data.build import build
     from sv_data.clevr.render import DEVICES
@@ -213,7 +222,8 @@ def build_clevr(out_dir: os.PathLike | str, split_sizes: Mapping[str, int], *, s
         enable_gpu()  # fail here, with one line, rather than in every worker
     # A Ray actor holds one CPU of its node, so it renders with one thread; local workers share this machine.
     threads = 1 if ray_address is not None else max(1, default_workers() // workers)
-    job = ClevrJob(seed=seed, image_size=image_size, samples=samples, denoise=denoise, device=device, threads=threads)
+    job = ClevrJob(seed=seed, image_size=image_size, samples=samples, denoise=denoise, device=device, threads=threads,
+                   whole_frames=whole_frames)
     try:
         return build(job, out_dir, split_sizes, workers=workers, chunk_size=chunk_size, progress=progress,
                      desc="CLEVR-SV stories", ray_address=ray_address, shard=shard)

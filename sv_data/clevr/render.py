@@ -5,6 +5,11 @@ a backdrop, camera, three area lights and a sun), sixteen materials and, for eac
 object per shape. Rendering a frame only moves, parks and re-colours those objects, so a story costs four Cycles
 renders and no set-up. Each render writes the denoised image and the object-index pass into one
 uncompressed EXR (headless Blender hands a render back only through a file), which is read back and removed.
+
+Only a story's last frame is rendered whole. Frame t is frame t + 1 without object t + 1, so it is made from frame
+t + 1 by rendering again only the region that this object, its shadows and any metal object mirroring it cover
+(:func:`changed_region`): about a fifth of the image, which makes a story cost about two whole renders instead of
+four at nearly the same fidelity (docs/benchmarks.md).
 """
 from __future__ import annotations
 
@@ -47,9 +52,18 @@ BACKDROP_START = 20.0
 BACKDROP_RADIUS = 6.0
 GROUND_HALF_WIDTH = 40.0
 PARKING = (0.0, 0.0, -100.0)  # where unused objects wait: below the floor, which hides them from every ray
+# The region of a frame that removing an object changes: the object's box grown on every side by SHADOW_REACH
+# times its larger side, which holds its shadows and the light it throws on the floor nearby, but not the faint
+# tails of the long shadows. Measured at 12 samples on 6 stories against 1024-sample whole renders: whole renders
+# 42.41 dB; regions at 0.5 42.30 dB, at 0.75 42.33 dB for a quarter more rendering; with only 1 pixel of denoiser
+# context 0.2 dB less; with every metal object, however far, 0.02 dB more for half again as much rendering.
+SHADOW_REACH = 0.5
+# Pixels rendered around that region and then dropped: the denoiser works near a region's edge without seeing
+# past it, so its last pixels differ from a whole render's.
+DENOISE_CONTEXT = 2
 
 # Cycles settings, tuned for speed at 64x64: the studio needs few bounces (no glass, no volumes), and the denoiser
-# removes what noise 16 samples leave.
+# removes what noise a dozen samples leave.
 LIGHT_BOUNCES = {
     "max_bounces": 4,
     "diffuse_bounces": 2,
@@ -62,6 +76,37 @@ LIGHT_BOUNCES = {
 
 class RenderError(SvkitError):
     """Rendering cannot start (no GPU, no denoiser) or did not produce its output."""
+
+
+Box = tuple[int, int, int, int]  # x0, y0, x1, y1 in pixels from the top-left corner; x1, y1 exclusive
+
+
+def _mask_box(visible: np.ndarray) -> Box:
+    ys, xs = np.nonzero(visible)
+    return int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1
+
+
+def changed_region(after_mask: np.ndarray, removed: int, mirrors: list[int], reach: float = SHADOW_REACH) -> Box | None:
+    """Where frame t can differ from frame t + 1, given frame t + 1's instance mask: the box of object ``removed``
+    (mask value ``removed + 1``) grown by ``reach`` times its larger side, joined with the boxes of those objects of
+    ``mirrors`` (the metal ones) that lie within one such side of it, and so can show it large enough to matter;
+    clipped to the image. Every pixel of the removed object lies inside. None when the removed object does not
+    show, and so gives no region."""
+    gone = after_mask == removed + 1
+    if not gone.any():
+        return None
+    x0, y0, x1, y1 = _mask_box(gone)
+    side = max(x1 - x0, y1 - y0)
+    grow = math.ceil(reach * side)
+    boxes = [(x0 - grow, y0 - grow, x1 + grow, y1 + grow)]
+    for k in mirrors:
+        if (after_mask == k + 1).any():
+            m = _mask_box(after_mask == k + 1)
+            if m[0] < x1 + side and m[2] > x0 - side and m[1] < y1 + side and m[3] > y0 - side:
+                boxes.append(m)
+    height, width = after_mask.shape
+    return (max(0, min(b[0] for b in boxes)), max(0, min(b[1] for b in boxes)),
+            min(width, max(b[2] for b in boxes)), min(height, max(b[3] for b in boxes)))
 
 
 def srgb_bytes(linear: np.ndarray) -> np.ndarray:
@@ -124,7 +169,9 @@ class ClevrRenderer:
             if not _cycles.with_openimagedenoise:
                 raise RenderError("this bpy build has no OpenImageDenoise; use --no-denoise")
             cycles.denoiser = "OPENIMAGEDENOISE"
-            cycles.denoising_input_passes = "RGB_ALBEDO_NORMAL"
+            # Without the normal guide OpenImageDenoise smooths the metal objects better: against 1024-sample
+            # renders, 8 samples gave 41.9 dB with albedo and normal, 42.1 dB with albedo alone.
+            cycles.denoising_input_passes = "RGB_ALBEDO"
             cycles.denoising_prefilter = "FAST"
             cycles.denoising_use_gpu = device == "gpu"
         scene.view_layers[0].use_pass_object_index = True
@@ -301,15 +348,55 @@ class ClevrRenderer:
             active.scale = (obj.scale,) * 3
             active.material_slots[0].material = self._materials[obj.color, obj.material]
 
-    def render(self, frame: int) -> tuple[np.ndarray, np.ndarray]:
-        """Frame ``frame`` of the current scene (objects 0..frame shown): uint8 RGB (H, W, 3) and the instance mask
-        uint8 (H, W) with 0 for the background and k + 1 for object k."""
+    def render_frame(self, frame: int) -> tuple[np.ndarray, np.ndarray]:
+        """Frame ``frame`` of the current scene (objects 0..frame shown; -1: none), rendered whole: uint8 RGB
+        (H, W, 3) and the instance mask uint8 (H, W) with 0 for the background and k + 1 for object k."""
+        self._show(frame)
+        return self._render_region(None)
+
+    def render_earlier_frames(self, last: tuple[np.ndarray, np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Frames 0..n-2 of the current scene, as :meth:`render_frame` gives them, given ``last``, its rendered last
+        frame: each is made from the frame after it by rendering again only the region in which the two differ
+        (:func:`changed_region`), or whole when that region is unknown."""
+        frames = [last]
+        for t in reversed(range(len(self._scene.objects) - 1)):
+            image, mask = frames[0]
+            mirrors = [k for k in range(t + 1) if MATERIALS[self._scene.objects[k].material] == "metal"]
+            region = changed_region(mask, t + 1, mirrors)
+            if region is None:
+                frames.insert(0, self.render_frame(t))
+                continue
+            self._show(t)
+            x0, y0, x1, y1 = region
+            new_image, new_mask = self._render_region(region)
+            image, mask = image.copy(), mask.copy()
+            mask[mask == t + 2] = 0  # the removed object lies inside the region; this clears it even so
+            image[y0:y1, x0:x1], mask[y0:y1, x0:x1] = new_image[y0:y1, x0:x1], new_mask[y0:y1, x0:x1]
+            frames.insert(0, (image, mask))
+        return frames[:-1]
+
+    def _show(self, frame: int) -> None:
+        """Objects 0..frame at their places, every other object parked."""
         for k, row in enumerate(self._objects):
             shown = self._scene.objects[k] if k <= frame and k < len(self._scene.objects) else None
             for shape, obj in enumerate(row):
                 where = (shown.x, shown.y, shown.scale) if shown is not None and shown.shape == shape else PARKING
                 if tuple(obj.location) != where:
                     obj.location = where
+
+    def _render_region(self, region: Box | None) -> tuple[np.ndarray, np.ndarray]:
+        """One Cycles render of the whole image, or of ``region`` and DENOISE_CONTEXT pixels around it (the rest
+        of the returned image is then black)."""
+        render = self.scene.render
+        render.use_border = region is not None
+        if region is not None:
+            size = self.image_size
+            x0, y0, x1, y1 = (min(size, max(0, v + d)) for v, d in zip(region, (-DENOISE_CONTEXT, -DENOISE_CONTEXT,
+                                                                                DENOISE_CONTEXT, DENOISE_CONTEXT)))
+            render.use_crop_to_border = False
+            # Blender's border runs from the bottom-left corner, in fractions of the image.
+            render.border_min_x, render.border_max_x = x0 / size, x1 / size
+            render.border_min_y, render.border_max_y = 1 - y1 / size, 1 - y0 / size
         with _quiet_stdout():
             self.bpy.ops.render.render(write_still=False)
         pixels = _read_exr(self._output)
