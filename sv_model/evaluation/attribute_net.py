@@ -106,13 +106,22 @@ def to_input(frames: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(resize_frames(frames)).permute(0, 3, 1, 2).float()
 
 
+# A peak of the heat map counts as an object above this probability. Measured on 800 held-out real frames with the
+# evaluator of docs/benchmarks.md: at 0.5, 89.5 % of the frames got their object count right; at 0.3, 96.3 %.
+PEAK_THRESHOLD = 0.3
+
+
 @torch.no_grad()
-def read_objects(model: AttributeNet, pixels: torch.Tensor, threshold: float = 0.5) -> list[ObjectSet]:
-    """The multiset of objects in each frame: local maxima (3x3) of the heat map above ``threshold``."""
+def read_objects(model: AttributeNet, pixels: torch.Tensor, threshold: float = PEAK_THRESHOLD) -> list[ObjectSet]:
+    """The multiset of objects in each frame: one per local maximum (3x3) of the heat map above ``threshold``,
+    with the attributes most probable over the 3x3 cells around it, weighted by the heat (one cell alone is
+    noisier: 1 point of exact-match accuracy less)."""
     heat_logits, attribute_logits = model(pixels)
     heat = torch.sigmoid(heat_logits)
     peaks = (heat == F.max_pool2d(heat, 3, stride=1, padding=1)) & (heat > threshold)
-    classes = torch.stack([part.argmax(dim=1) for part in torch.split(attribute_logits, ATTRIBUTE_SIZES, dim=1)], 1)
+    weighted = [F.avg_pool2d(part.softmax(dim=1) * heat, 3, stride=1, padding=1)
+                for part in torch.split(attribute_logits, ATTRIBUTE_SIZES, dim=1)]
+    classes = torch.stack([part.argmax(dim=1) for part in weighted], 1)
     frames: list[ObjectSet] = [Counter() for _ in range(len(pixels))]
     for n, _, y, x in peaks.nonzero().tolist():
         frames[n][tuple(classes[n, :, y, x].tolist())] += 1
