@@ -369,8 +369,7 @@ class ClevrRenderer:
             self._show(t)
             x0, y0, x1, y1 = region
             new_image, new_mask = self._render_region(region)
-            image, mask = image.copy(), mask.copy()
-            mask[mask == t + 2] = 0  # the removed object lies inside the region; this clears it even so
+            image, mask = image.copy(), mask.copy()  # the region holds every pixel of the removed object
             image[y0:y1, x0:x1], mask[y0:y1, x0:x1] = new_image[y0:y1, x0:x1], new_mask[y0:y1, x0:x1]
             frames.insert(0, (image, mask))
         return frames[:-1]
