@@ -23,6 +23,9 @@ STORYGAN_GREY_SPREAD = 18.9
 # Written into the first sentence of a part finished before an interruption: it reaches the joined split file only
 # if the resumed build reuses that part instead of rendering its stories again.
 KEPT = "This part was finished before the interruption and is not rendered again."
+# Stories of the builds that the tests interrupt with Ctrl-C: enough that the build is still rendering when the
+# signal lands, and no more than tiny_clevr's training split, which the resumed build must equal.
+INTERRUPTED_STORIES = 24
 
 
 def read_all(path):
@@ -216,30 +219,30 @@ def test_killed_build_resumes_without_rendering_finished_parts_again(tiny_clevr,
 def test_ctrl_c_with_two_workers_stops_cleanly_and_resumes(tiny_clevr, tmp_path):
     """Ctrl-C while the workers start Blender, then while they render: each time the build stops with status 130
     and one line, no worker's traceback, and the finished parts kept; the same command then finishes."""
-    out = tmp_path / "out"
-    command = build_command(out, 8, "--workers", "2", "--chunk-size", "1")
+    out, n = tmp_path / "out", INTERRUPTED_STORIES
+    command = build_command(out, n, "--workers", "2", "--chunk-size", "1")
     for when in ("workers", "first part"):
         status, stderr, parts = interrupt(command, out, signal.SIGINT, group=True, when=when)
         assert status == 130, stderr
         assert "Traceback" not in stderr and stderr.strip().endswith("interrupted: finished work is kept; "
                                                                      "re-run the same command to resume"), stderr
-        assert len(parts) < 8 and not (out / "train.h5").exists()
+        assert len(parts) < n and not (out / "train.h5").exists()
     assert parts
     marked = mark_as_kept(parts)
     subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    assert_resumed(out, marked, first(read_all(tiny_clevr / "train.h5"), 8))
+    assert_resumed(out, marked, first(read_all(tiny_clevr / "train.h5"), n))
 
 
 def test_a_ray_build_interrupted_and_resumed_equals_the_local_build(tiny_clevr, tmp_path):
     """`--ray local`: two Ray actors render the chunks; Ctrl-C stops it, the same command resumes it."""
-    out = tmp_path / "ray"
-    command = build_command(out, 6, "--ray", "local", "--workers", "2", "--chunk-size", "1")
+    out, n = tmp_path / "ray", INTERRUPTED_STORIES
+    command = build_command(out, n, "--ray", "local", "--workers", "2", "--chunk-size", "1")
     status, stderr, parts = interrupt(command, out, signal.SIGINT, group=True)
     assert status == 130 and "Traceback" not in stderr, stderr
-    assert 1 <= len(parts) < 6 and not (out / "train.h5").exists()
+    assert 1 <= len(parts) < n and not (out / "train.h5").exists()
     marked = mark_as_kept(parts)
     subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    assert_resumed(out, marked, first(read_all(tiny_clevr / "train.h5"), 6))
+    assert_resumed(out, marked, first(read_all(tiny_clevr / "train.h5"), n))
 
 
 def test_array_jobs_then_merge_equal_the_local_build(tiny_clevr, tmp_path):
