@@ -161,8 +161,14 @@ def interrupt(command, out, sig, group=False, when="first part"):
     ``when="workers"`` instead waits for its two pool workers and sends ``sig`` to them first, while they are
     still importing Blender, then to the group: a terminal delivers Ctrl-C to every process of the group in no
     fixed order, so a worker may well handle it before the parent has stopped the pool."""
-    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+    # A shell starts a background job with SIGINT ignored, and a child keeps an ignored signal: give the build a
+    # live Ctrl-C however this test run was started.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                                start_new_session=True)
+    finally:
+        signal.signal(signal.SIGINT, previous)
     deadline = time.monotonic() + 180
 
     def ready():
