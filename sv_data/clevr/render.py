@@ -100,8 +100,9 @@ def changed_region(after_mask: np.ndarray, removed: int, mirrors: list[int], rea
     grow = math.ceil(reach * side)
     boxes = [(x0 - grow, y0 - grow, x1 + grow, y1 + grow)]
     for k in mirrors:
-        if (after_mask == k + 1).any():
-            m = _mask_box(after_mask == k + 1)
+        mirror = after_mask == k + 1
+        if mirror.any():
+            m = _mask_box(mirror)
             if m[0] < x1 + side and m[2] > x0 - side and m[1] < y1 + side and m[3] > y0 - side:
                 boxes.append(m)
     height, width = after_mask.shape
