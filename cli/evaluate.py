@@ -27,7 +27,10 @@ CONTEXT = {"help_option_names": ["-h", "--help"], "show_default": True}
 @click.option("--input-size", type=int,
               help="Character classifier only: frames are resized to this size for EfficientNet-Lite0 [default: 128].")
 @click.option("--max-stories", type=int, help="Use only the first N stories of TRAIN_SHARD.")
-@click.option("--seed", type=int, default=0, help="Seed of initialisation, data order and flips.")
+@click.option("--max-shift", type=int,
+              help="Training frames move by up to this many pixels each way, their targets with them [default: 3 "
+                   "for the CLEVR-SV attribute evaluator, 0 for a character classifier].")
+@click.option("--seed", type=int, default=0, help="Seed of initialisation, data order, flips and shifts.")
 @click.option("--device", type=DEVICES, default="auto", help="auto: the GPU if CUDA has one, else the CPU.")
 def train_evaluator(train_shard: Path, out: Path, **options):
     """Train svkit's evaluator on the real frames of TRAIN_SHARD and score it on held-out real stories.

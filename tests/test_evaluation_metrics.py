@@ -8,6 +8,7 @@ import torch
 
 from sv_data.clevr.scene import CONDITION_DIM, NUM_OBJECTS, SLOT_SIZE
 from sv_model.evaluation.clevr_objects import GRID, IGNORE, STRIDE, describe, frame_targets, objects_from_conditions
+from sv_model.evaluation.fitting import EDGE, _shift
 from sv_model.evaluation.frechet import GaussianStats, frechet_distance
 from sv_model.evaluation.image_metrics import psnr_per_frame, ssim_per_frame
 from sv_model.evaluation.scores import MultiLabelTally, ObjectSetTally, mean_and_std
@@ -186,3 +187,19 @@ def test_training_targets_from_a_larger_mask_land_on_the_same_grid():
     heat_small, labels_small = frame_targets(small, np.array([[1, 2, 0, 1]]))
     heat_large, labels_large = frame_targets(large, np.array([[1, 2, 0, 1]]))
     assert np.array_equal(heat_small, heat_large) and np.array_equal(labels_small, labels_large)
+
+
+def test_a_training_shift_moves_the_frame_and_its_targets_together():
+    mask = np.zeros((64, 64), np.uint8)
+    mask[20:30, 30:44] = 1
+    heat, labels = frame_targets(mask, np.array([[1, 2, 0, 1]]))
+    image = np.where(mask[None] > 0, 200, 50).astype(np.uint8)
+    image[:, 0, :] = 90  # a top row that the downward shift repeats
+    batch = [torch.from_numpy(a[None]) for a in (image, heat, labels)]
+    moved_image, moved_heat, moved_labels = _shift(batch, np.array([[3, -2]]), (EDGE, 0.0, IGNORE))
+    (y, x), = np.argwhere(heat == 1.0)
+    assert moved_heat[0, y + 3, x - 2] == 1.0 and (moved_heat[0] == 1.0).sum() == 1
+    assert moved_image[0, 0, y + 3, x - 2] == 200
+    assert tuple(moved_labels[0, :, y + 3, x - 2].tolist()) == (1, 2, 0, 1)
+    assert (moved_image[0, :, :4, :] == 90).all(), "the image's border is repeated into the uncovered rows"
+    assert (moved_heat[0, :, -2:] == 0).all() and (moved_labels[0, :, :, -2:] == IGNORE).all()

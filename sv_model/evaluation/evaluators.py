@@ -28,7 +28,7 @@ from sv_model.checkpoint import save_atomically
 from sv_model.devices import resolve_device
 from sv_model.evaluation import attribute_net, character_net, clevr_objects
 from sv_model.evaluation.clevr_objects import DATASET as CLEVR_DATASET
-from sv_model.evaluation.fitting import FitOptions, fit
+from sv_model.evaluation.fitting import EDGE, FitOptions, fit
 from sv_model.evaluation.provenance import package_versions, utc_now, write_json_atomically
 from sv_model.evaluation.scores import MultiLabelTally, ObjectSet, ObjectSetTally
 
@@ -37,8 +37,8 @@ CHARACTERS = "characters"
 FORMAT, VERSION = "svkit-evaluator", 1
 WEIGHTS_FILE, INFO_FILE, STATE_FILE = "evaluator.pt", "evaluator.json", "training_state.pt"
 DEFAULTS = {
-    ATTRIBUTES: {"epochs": 30, "learning_rate": 2e-3, "width": 32},
-    CHARACTERS: {"epochs": 10, "learning_rate": 1e-3, "input_size": 128},
+    ATTRIBUTES: {"epochs": 30, "learning_rate": 2e-3, "width": 32, "max_shift": 3},
+    CHARACTERS: {"epochs": 10, "learning_rate": 1e-3, "input_size": 128, "max_shift": 0},
 }
 OWN_EVALUATOR_NOTE = (
     "svkit's own evaluator, trained by svkit on the real training frames: its scores follow the published "
@@ -185,7 +185,7 @@ def _read_frames(reader: ShardReader, rows: np.ndarray, kind: str, desc: str) ->
     return [np.concatenate(column) for column in zip(*parts)]
 
 
-def _check_training_options(held_out, epochs, batch_size, learning_rate, input_size, max_stories) -> None:
+def _check_training_options(held_out, epochs, batch_size, learning_rate, input_size, max_stories, max_shift) -> None:
     bad = [
         (f"--held-out {held_out}", "must be at least 0 and below 1", not 0 <= held_out < 1),
         (f"--epochs {epochs}", "must be at least 1", epochs is not None and epochs < 1),
@@ -193,6 +193,7 @@ def _check_training_options(held_out, epochs, batch_size, learning_rate, input_s
         (f"--lr {learning_rate}", "must be above 0", learning_rate is not None and not learning_rate > 0),
         (f"--input-size {input_size}", "must be at least 32", input_size is not None and input_size < 32),
         (f"--max-stories {max_stories}", "must be at least 1", max_stories is not None and max_stories < 1),
+        (f"--max-shift {max_shift}", "must be at least 0", max_shift is not None and max_shift < 0),
     ]
     for option, rule, broken in bad:
         if broken:
@@ -233,6 +234,7 @@ def train_evaluator(
     device: str = "auto",
     input_size: int | None = None,
     max_stories: int | None = None,
+    max_shift: int | None = None,
 ) -> dict:
     """Train the evaluator that ``train``'s dataset calls for and write it to ``out_dir``; returns its info.
 
@@ -244,7 +246,7 @@ def train_evaluator(
     info = read_info(train)
     kind = kind_for(info)
     _check_training_shard(info, kind)
-    _check_training_options(held_out, epochs, batch_size, learning_rate, input_size, max_stories)
+    _check_training_options(held_out, epochs, batch_size, learning_rate, input_size, max_stories, max_shift)
     val_info = read_info(val) if val is not None else None
     if val_info is not None and (val_info.spec.dataset, val_info.spec.label_names) != (info.spec.dataset, info.spec.label_names):
         raise EvaluatorError(f"{val_info.path}: another dataset or other labels than {train}")
@@ -263,6 +265,7 @@ def train_evaluator(
         learning_rate=learning_rate or defaults["learning_rate"],
         weight_decay=1e-4,
         seed=seed,
+        max_shift=defaults["max_shift"] if max_shift is None else max_shift,
     )
     options = {
         "train": str(train.resolve()),
@@ -285,9 +288,9 @@ def train_evaluator(
     with ShardReader(train) as reader:
         arrays = _read_frames(reader, train_rows, kind, "reading training frames")
     network = _network(kind, config, pretrained=True)
-    spatial = (True, True, True) if kind == ATTRIBUTES else (True, False)
+    padding = (EDGE, 0.0, clevr_objects.IGNORE) if kind == ATTRIBUTES else (EDGE, None)  # images, targets
     loss_fn = attribute_net.loss if kind == ATTRIBUTES else character_net.loss
-    losses = fit(network, loss_fn, arrays, spatial, fit_options, target, out_dir / STATE_FILE, prepare=torch.Tensor.float)
+    losses = fit(network, loss_fn, arrays, padding, fit_options, target, out_dir / STATE_FILE, prepare=torch.Tensor.float)
     del arrays
     feature_dim = int(network.features(torch.zeros(1, 3, 64, 64, device=target)).shape[1])
     payload = {"format": FORMAT, "version": VERSION, "kind": kind, "config": config, "state_dict": network.state_dict()}

@@ -1,15 +1,16 @@
 """The training loop that both evaluators share: in-memory arrays, AdamW with a one-cycle schedule, random
-horizontal flips, and a state file written after every epoch so that an interrupted run resumes where it stopped.
+horizontal flips and shifts, and a state file written after every epoch so that an interrupted run resumes where it
+stopped.
 
-The order of the samples in epoch e depends only on (seed, e), so a resumed run sees the same batches as an
-uninterrupted one.
+The order of the samples in epoch e, and their flips and shifts, depend only on (seed, e), so a resumed run sees the
+same batches as an uninterrupted one.
 """
 from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Sequence, Union
 
 import numpy as np
 import torch
@@ -21,6 +22,12 @@ from sv_model.checkpoint import save_atomically
 
 LossFunction = Callable[..., torch.Tensor]  # (model, *batch tensors on the device) -> scalar
 
+# How each training array is padded when a shift moves its content: EDGE repeats the border row or column (images:
+# CLEVR's studio backdrop is smooth there); a number fills with it (targets: nothing, or the ignored label); None
+# marks an array without the image's height and width as its last two axes, which flips and shifts leave alone.
+EDGE = "edge"
+Padding = Union[str, float, None]
+
 
 @dataclass(frozen=True)
 class FitOptions:
@@ -29,25 +36,48 @@ class FitOptions:
     learning_rate: float
     weight_decay: float
     seed: int
+    max_shift: int = 0  # each sample moves by up to this many pixels along each axis
 
 
-def _flip(batch: list[torch.Tensor], flip: torch.Tensor, spatial: Sequence[bool]) -> list[torch.Tensor]:
+def _flip(batch: list[torch.Tensor], flip: torch.Tensor, padding: Sequence[Padding]) -> list[torch.Tensor]:
     """Mirror the chosen samples left-right in every tensor that has a width axis (the last one)."""
-    return [torch.where(flip.view(-1, *[1] * (t.dim() - 1)), t.flip(-1), t) if s else t for t, s in zip(batch, spatial)]
+    return [
+        t if pad is None else torch.where(flip.view(-1, *[1] * (t.dim() - 1)), t.flip(-1), t)
+        for t, pad in zip(batch, padding)
+    ]
+
+
+def _shift_one(t: torch.Tensor, dy: int, dx: int, pad: Padding) -> torch.Tensor:
+    """``t`` (..., H, W) moved down by ``dy`` and right by ``dx`` pixels, the uncovered border padded as ``pad``."""
+    h, w = t.shape[-2:]
+    rows, cols = torch.arange(h) - dy, torch.arange(w) - dx
+    moved = t[..., rows.clamp(0, h - 1)[:, None], cols.clamp(0, w - 1)]
+    if pad == EDGE:
+        return moved
+    uncovered = ((rows < 0) | (rows >= h))[:, None] | ((cols < 0) | (cols >= w))
+    return moved.masked_fill(uncovered, pad)
+
+
+def _shift(batch: list[torch.Tensor], shifts: np.ndarray, padding: Sequence[Padding]) -> list[torch.Tensor]:
+    """Move sample i of every tensor that has height and width axes by ``shifts[i]`` = (dy, dx)."""
+    return [
+        t if pad is None else torch.stack([_shift_one(row, int(dy), int(dx), pad) for row, (dy, dx) in zip(t, shifts)])
+        for t, pad in zip(batch, padding)
+    ]
 
 
 def fit(
     model: nn.Module,
     loss_fn: LossFunction,
     arrays: Sequence[np.ndarray],
-    spatial: Sequence[bool],
+    padding: Sequence[Padding],
     options: FitOptions,
     device: torch.device,
     state_path: Path,
     prepare: Callable[[torch.Tensor], torch.Tensor] = lambda x: x,
 ) -> list[float]:
-    """Train ``model`` on rows of ``arrays`` (the first is the uint8 images, NHWC; targets follow, with their
-    width axis last where ``spatial`` says so). ``prepare`` turns a batch of NCHW uint8 images into the model's
+    """Train ``model`` on rows of ``arrays`` (the first is the uint8 images, NHWC; targets follow, with height and
+    width as their last two axes where ``padding`` says how to pad them). ``prepare`` turns a batch of NCHW uint8 images into the model's
     input. Returns the mean loss of each epoch; resumes from ``state_path`` if it holds an unfinished run with the
     same options, and removes it when done."""
     n = len(arrays[0])
@@ -75,6 +105,7 @@ def fit(
     for epoch in range(len(losses), options.epochs):
         order = np.random.default_rng([options.seed, epoch]).permutation(n)[: steps_per_epoch * options.batch_size]
         flips = torch.from_numpy(np.random.default_rng([options.seed, epoch, 1]).random(n) < 0.5)
+        shifts = np.random.default_rng([options.seed, epoch, 2]).integers(-options.max_shift, options.max_shift + 1, (n, 2))
         model.train()
         total = 0.0
         bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{options.epochs}", unit="batch", leave=False)
@@ -82,7 +113,10 @@ def fit(
             rows = np.sort(order[step * options.batch_size : (step + 1) * options.batch_size])
             batch = [torch.from_numpy(a[rows]) for a in arrays]
             batch[0] = batch[0].permute(0, 3, 1, 2)
-            batch = [t.to(device, non_blocking=True) for t in _flip(batch, flips[rows], spatial)]
+            batch = _flip(batch, flips[rows], padding)
+            if options.max_shift:
+                batch = _shift(batch, shifts[rows], padding)
+            batch = [t.to(device, non_blocking=True) for t in batch]
             loss = loss_fn(model, prepare(batch[0]), *batch[1:])
             if not math.isfinite(loss.item()):
                 raise RuntimeError(f"loss became {loss.item()} at epoch {epoch + 1}, step {step}")
