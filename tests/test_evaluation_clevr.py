@@ -85,6 +85,17 @@ def test_the_evaluator_reads_objects_as_the_conditions_name_them(clevr_evaluator
     assert all(isinstance(s, Counter) and all(len(key) == 4 for key in s) for s in seen)
 
 
+def test_a_mirrored_frame_holds_the_same_objects(clevr_evaluator, clevr_build):
+    # The reading averages each frame with its mirror image, so mirroring the input must not change what is read;
+    # it would if the mirror's outputs were not flipped back before averaging.
+    evaluator = load_evaluator(clevr_evaluator, device="cpu")
+    with ShardReader(clevr_build / "test.h5") as reader:
+        frames = reader.read("images", np.arange(10)).reshape(-1, 64, 64, 3)
+    seen = evaluator.objects(frames)
+    assert sum(sum(s.values()) for s in seen) > 0
+    assert evaluator.objects(frames[:, :, ::-1].copy()) == seen
+
+
 def test_evaluate_writes_a_report_with_every_field(clevr_evaluator, checkpoints, tiny_clevr, tmp_path):
     out = tmp_path / "report.json"
     code, output = run("evaluate", "--checkpoint", checkpoints["clevr"], "--data", tiny_clevr / "test.h5",
