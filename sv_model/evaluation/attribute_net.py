@@ -2,8 +2,8 @@
 with a peak in a heat map (CenterNet-style) and classifies shape, colour, material and size at every cell.
 
 A frame's objects are read off the peaks: each peak above a threshold is one object, whose attributes are the
-classes predicted around the peak's cell (see ``read_objects``). The attributes are predicted separately, so the network needs to see each
-value often, not each of the 96 combinations.
+classes predicted around the peak's cell (see ``read_objects``). The attributes are predicted separately, so the
+network needs to see each value often, not each of the 96 combinations.
 """
 from __future__ import annotations
 

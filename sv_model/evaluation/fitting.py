@@ -77,8 +77,8 @@ def fit(
     prepare: Callable[[torch.Tensor], torch.Tensor] = lambda x: x,
 ) -> list[float]:
     """Train ``model`` on rows of ``arrays`` (the first is the uint8 images, NHWC; targets follow, with height and
-    width as their last two axes where ``padding`` says how to pad them). ``prepare`` turns a batch of NCHW uint8 images into the model's
-    input. Returns the mean loss of each epoch; resumes from ``state_path`` if it holds an unfinished run with the
+    width as their last two axes where ``padding`` says how to pad them). ``prepare`` turns a batch of NCHW uint8
+    images into the model's input. Returns the mean loss of each epoch; resumes from ``state_path`` if it holds an unfinished run with the
     same options, and removes it when done."""
     n = len(arrays[0])
     if n < options.batch_size:
@@ -105,7 +105,8 @@ def fit(
     for epoch in range(len(losses), options.epochs):
         order = np.random.default_rng([options.seed, epoch]).permutation(n)[: steps_per_epoch * options.batch_size]
         flips = torch.from_numpy(np.random.default_rng([options.seed, epoch, 1]).random(n) < 0.5)
-        shifts = np.random.default_rng([options.seed, epoch, 2]).integers(-options.max_shift, options.max_shift + 1, (n, 2))
+        reach = options.max_shift
+        shifts = np.random.default_rng([options.seed, epoch, 2]).integers(-reach, reach + 1, (n, 2))
         model.train()
         total = 0.0
         bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{options.epochs}", unit="batch", leave=False)
