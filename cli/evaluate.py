@@ -20,12 +20,15 @@ CONTEXT = {"help_option_names": ["-h", "--help"], "show_default": True}
 @click.option("--held-out", type=float, default=0.1,
               help="Fraction of TRAIN_SHARD's stories (the last ones) held out when --val is not given.")
 @click.option("--epochs", type=int,
-              help="Training epochs [default: 30 for the CLEVR-SV attribute evaluator, 10 for a character classifier].")
+              help="Training epochs [default: 14 for the CLEVR-SV attribute evaluator, 10 for a character classifier].")
 @click.option("--batch-size", type=int, default=64, help="Frames per training batch.")
 @click.option("--lr", "learning_rate", type=float,
               help="Peak learning rate of the one-cycle schedule [default: 2e-3 attributes, 1e-3 characters].")
 @click.option("--input-size", type=int,
               help="Character classifier only: frames are resized to this size for EfficientNet-Lite0 [default: 128].")
+@click.option("--width", type=int,
+              help="CLEVR-SV attribute evaluator only: its channels at 32x32; the other stages scale with it "
+                   "[default: 48].")
 @click.option("--max-stories", type=int, help="Use only the first N stories of TRAIN_SHARD.")
 @click.option("--max-shift", type=int,
               help="Training frames move by up to this many pixels each way, their targets with them [default: 3 "

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from click.testing import CliRunner
 from test_evaluation_characters import write_glyph_shard
 
@@ -39,7 +40,7 @@ def clevr_build(tmp_path_factory) -> Path:
 def clevr_evaluator(clevr_build, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("clevr-evaluator") / "evaluator"
     code, output = run("train-evaluator", clevr_build / "train.h5", "--out", out, "--val", clevr_build / "test.h5",
-                       "--epochs", 25, "--batch-size", 32, "--device", "cpu")
+                       "--epochs", 25, "--batch-size", 32, "--width", 32, "--device", "cpu")
     assert code == 0, output
     return out
 
@@ -94,6 +95,17 @@ def test_a_mirrored_frame_holds_the_same_objects(clevr_evaluator, clevr_build):
     seen = evaluator.objects(frames)
     assert sum(sum(s.values()) for s in seen) > 0
     assert evaluator.objects(frames[:, :, ::-1].copy()) == seen
+
+
+def test_the_width_option_sizes_the_network_and_is_recorded(clevr_build, tmp_path):
+    out = tmp_path / "narrow"
+    code, output = run("train-evaluator", clevr_build / "train.h5", "--out", out, "--width", 16, "--epochs", 1,
+                       "--max-stories", 16, "--held-out", 0.25, "--batch-size", 16, "--device", "cpu")
+    assert code == 0, output
+    assert json.loads((out / "evaluator.json").read_text())["options"]["width"] == 16
+    network = load_evaluator(out, device="cpu").network
+    assert network.features(torch.zeros(1, 3, 64, 64)).shape == (1, 4 * 16)
+    assert network.stages[0][0].out_channels == 8
 
 
 def test_evaluate_writes_a_report_with_every_field(clevr_evaluator, checkpoints, tiny_clevr, tmp_path):
@@ -169,7 +181,7 @@ def clevr_shard_without_masks(path: Path) -> Path:
 @pytest.mark.parametrize(
     "case",
     ["missing checkpoint", "not a shard", "missing evaluator", "unknown metric", "metric without evaluator",
-     "evaluator of another dataset", "no masks to learn from", "held-out out of range"],
+     "evaluator of another dataset", "no masks to learn from", "held-out out of range", "odd width"],
 )
 def test_bad_input_gives_one_line_errors(case, clevr_evaluator, checkpoints, tiny_clevr, tmp_path):
     test, ckpt = tiny_clevr / "test.h5", checkpoints["clevr"]
@@ -188,6 +200,7 @@ def test_bad_input_gives_one_line_errors(case, clevr_evaluator, checkpoints, tin
                                     tmp_path / "ev"], "extra/masks"),
         "held-out out of range": (["train-evaluator", test, "--out", tmp_path / "ev", "--held-out", 1.5],
                                   "--held-out"),
+        "odd width": (["train-evaluator", test, "--out", tmp_path / "ev", "--width", 31], "--width 31"),
     }[case]
     if args[0] == "evaluate":
         args += ["--out", tmp_path / "r.json", "--device", "cpu"]

@@ -37,7 +37,7 @@ CHARACTERS = "characters"
 FORMAT, VERSION = "svkit-evaluator", 1
 WEIGHTS_FILE, INFO_FILE, STATE_FILE = "evaluator.pt", "evaluator.json", "training_state.pt"
 DEFAULTS = {
-    ATTRIBUTES: {"epochs": 30, "learning_rate": 2e-3, "width": 32, "max_shift": 3},
+    ATTRIBUTES: {"epochs": 14, "learning_rate": 2e-3, "width": 48, "max_shift": 3},  # 96.9 %: docs/benchmarks.md
     CHARACTERS: {"epochs": 10, "learning_rate": 1e-3, "input_size": 128, "max_shift": 0},
 }
 OWN_EVALUATOR_NOTE = (
@@ -185,13 +185,14 @@ def _read_frames(reader: ShardReader, rows: np.ndarray, kind: str, desc: str) ->
     return [np.concatenate(column) for column in zip(*parts)]
 
 
-def _check_training_options(held_out, epochs, batch_size, learning_rate, input_size, max_stories, max_shift) -> None:
+def _check_training_options(held_out, epochs, batch_size, learning_rate, input_size, width, max_stories, max_shift) -> None:
     bad = [
         (f"--held-out {held_out}", "must be at least 0 and below 1", not 0 <= held_out < 1),
         (f"--epochs {epochs}", "must be at least 1", epochs is not None and epochs < 1),
         (f"--batch-size {batch_size}", "must be at least 1", batch_size < 1),
         (f"--lr {learning_rate}", "must be above 0", learning_rate is not None and not learning_rate > 0),
         (f"--input-size {input_size}", "must be at least 32", input_size is not None and input_size < 32),
+        (f"--width {width}", "must be an even number, at least 8", width is not None and (width < 8 or width % 2)),
         (f"--max-stories {max_stories}", "must be at least 1", max_stories is not None and max_stories < 1),
         (f"--max-shift {max_shift}", "must be at least 0", max_shift is not None and max_shift < 0),
     ]
@@ -233,6 +234,7 @@ def train_evaluator(
     seed: int = 0,
     device: str = "auto",
     input_size: int | None = None,
+    width: int | None = None,
     max_stories: int | None = None,
     max_shift: int | None = None,
 ) -> dict:
@@ -246,7 +248,7 @@ def train_evaluator(
     info = read_info(train)
     kind = kind_for(info)
     _check_training_shard(info, kind)
-    _check_training_options(held_out, epochs, batch_size, learning_rate, input_size, max_stories, max_shift)
+    _check_training_options(held_out, epochs, batch_size, learning_rate, input_size, width, max_stories, max_shift)
     val_info = read_info(val) if val is not None else None
     if val_info is not None and (val_info.spec.dataset, val_info.spec.label_names) != (info.spec.dataset, info.spec.label_names):
         raise EvaluatorError(f"{val_info.path}: another dataset or other labels than {train}")
@@ -256,7 +258,7 @@ def train_evaluator(
     defaults = DEFAULTS[kind]
     config = {"dataset": info.spec.dataset, "label_names": list(info.spec.label_names)}
     if kind == ATTRIBUTES:
-        config["width"] = defaults["width"]
+        config["width"] = width or defaults["width"]
     else:
         config["input_size"] = input_size or defaults["input_size"]
     fit_options = FitOptions(
