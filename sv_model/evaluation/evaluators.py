@@ -185,7 +185,9 @@ def _read_frames(reader: ShardReader, rows: np.ndarray, kind: str, desc: str) ->
     return [np.concatenate(column) for column in zip(*parts)]
 
 
-def _check_training_options(held_out, epochs, batch_size, learning_rate, input_size, width, max_stories, max_shift) -> None:
+def _check_training_options(
+    held_out, epochs, batch_size, learning_rate, input_size, width, max_stories, max_shift
+) -> None:
     bad = [
         (f"--held-out {held_out}", "must be at least 0 and below 1", not 0 <= held_out < 1),
         (f"--epochs {epochs}", "must be at least 1", epochs is not None and epochs < 1),
