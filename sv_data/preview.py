@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from sv_data.shards import ShardReader, replace_durably
+from sv_data.files import replace_durably
+from sv_data.shards import ShardReader
 
 CELL = 192  # frames are scaled up to this width so that 64x64 data can be looked at
 CAPTION_LINES = 5

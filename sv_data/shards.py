@@ -27,11 +27,18 @@ import h5py
 import numpy as np
 
 from sv_data.errors import SvkitError
+from sv_data.files import replace_durably
 
 FORMAT_NAME = "sv-shard"
 FORMAT_VERSION = 1
 SPLITS = ("train", "val", "test")
 REQUIRED_DATASETS = ("images", "texts", "story_ids", "labels", "conditions")
+# clevr-objects: StoryGAN's 75-d CLEVR object slots, which fix the frame (pixel metrics and the attribute evaluator
+# apply); sentence-embedding: svkit's sentence encoder applied to the frame's text (new stories can be drawn from
+# sentences); other: anything else.
+CONDITION_KINDS = ("clevr-objects", "sentence-embedding", "other")
+# Files written before these attributes existed: what their dataset names meant.
+_LEGACY_CONDITION_KINDS = {"clevr-sv": "clevr-objects", "pororo-sv": "sentence-embedding"}
 _STRING = h5py.string_dtype("utf-8")
 
 
@@ -77,8 +84,13 @@ class ShardSpec:
     condition_dim: int
     build_config: Mapping = field(default_factory=dict)
     extras: Mapping[str, ExtraSpec] = field(default_factory=dict)
+    # What the conditions are, so that a model treats a user's own dataset by what it holds, not by its name.
+    condition_kind: str = "other"  # one of CONDITION_KINDS
+    labels_in_condition: bool = False  # models append each frame's labels to its condition
 
     def __post_init__(self):
+        if self.condition_kind not in CONDITION_KINDS:
+            raise ValueError(f"condition_kind must be one of {', '.join(CONDITION_KINDS)}, got {self.condition_kind!r}")
         if self.frames_per_story < 1:
             raise ValueError(f"frames_per_story must be >= 1, got {self.frames_per_story}")
         if len(self.image_size) != 2 or min(self.image_size) < 1:
@@ -180,6 +192,8 @@ class ShardWriter:
             label_names=json.dumps(list(spec.label_names)),
             created_by=_package_version(),
             build_config=json.dumps(dict(spec.build_config), sort_keys=True),
+            condition_kind=spec.condition_kind,
+            labels_in_condition=int(spec.labels_in_condition),
         )
         if story_range is not None:
             f.attrs["story_range"] = np.asarray(story_range, dtype=np.int64)
@@ -259,27 +273,6 @@ class ShardWriter:
             self.close()
         else:
             self.abort()
-
-
-def replace_durably(tmp: os.PathLike | str, final: os.PathLike | str) -> None:
-    """``os.replace(tmp, final)``, with ``tmp`` flushed to disk before and the folder's entry after."""
-    tmp, final = Path(tmp), Path(final)
-    fd = os.open(tmp, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, final)
-    try:
-        fd = os.open(final.parent, os.O_RDONLY)
-    except OSError:  # a platform (Windows) where folders cannot be opened: the rename is as durable as it gets
-        return
-    try:
-        os.fsync(fd)
-    except OSError:  # some file systems refuse fsync on a folder
-        pass
-    finally:
-        os.close(fd)
 
 
 def _open(path: os.PathLike | str) -> tuple[h5py.File, ShardSpec]:
@@ -431,16 +424,31 @@ def _read_header(f: h5py.File, path: Path) -> ShardSpec:
         raise ShardError(path, "root attribute label_names should be a JSON list of strings")
     if "num_stories" in f.attrs:
         _int_attr(f, path, "num_stories", minimum=0)
+    dataset = _text_attr(f, path, "dataset")
+    build_config = _json_attr(f, path, "build_config", dict)
+    if "condition_kind" in f.attrs:
+        condition_kind = _text_attr(f, path, "condition_kind")
+        if condition_kind not in CONDITION_KINDS:
+            raise ShardError(path, f"root attribute condition_kind is {condition_kind!r}, "
+                                   f"not one of {', '.join(CONDITION_KINDS)}")
+    else:
+        condition_kind = _LEGACY_CONDITION_KINDS.get(dataset, "other")
+    if "labels_in_condition" in f.attrs:
+        labels_in_condition = bool(_int_attr(f, path, "labels_in_condition", minimum=0))
+    else:
+        labels_in_condition = dataset == "pororo-sv" or bool(build_config.get("labels_in_condition"))
     try:
         return ShardSpec(
-            dataset=_text_attr(f, path, "dataset"),
+            dataset=dataset,
             split=_text_attr(f, path, "split"),
             frames_per_story=_int_attr(f, path, "frames_per_story", minimum=1),
             image_size=_int_pair_attr(f, path, "image_size", minimum=1),
             label_names=tuple(label_names),
             condition_dim=int(f["conditions"].shape[2]),
-            build_config=_json_attr(f, path, "build_config", dict),
+            build_config=build_config,
             extras=extras,
+            condition_kind=condition_kind,
+            labels_in_condition=labels_in_condition,
         )
     except ValueError as exc:  # ShardSpec's own checks: a backstop, the ones above should say it first
         raise ShardError(path, str(exc)) from None

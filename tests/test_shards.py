@@ -1,4 +1,5 @@
 """The shard format v1: writing, reading, joining, validating."""
+import dataclasses
 from pathlib import Path
 
 import h5py
@@ -396,3 +397,26 @@ def test_random_pool_frame_draws_each_frame_from_its_own_pool(tmp_path):
     assert drawn == set(range(k))
     with pytest.raises(ValueError, match="frame_pool"):
         StoryDataset(write_shard(tmp_path / "plain.h5"), random_pool_frame=True)
+
+
+def test_condition_kind_and_labels_in_condition_round_trip_with_defaults_for_older_files(tmp_path):
+    spec = dataclasses.replace(synthetic_spec(), condition_kind="sentence-embedding", labels_in_condition=True)
+    with ShardWriter(tmp_path / "new.h5", spec) as writer:
+        writer.append(synthetic_batch(spec, 0, 2))
+    got = read_info(tmp_path / "new.h5").spec
+    assert (got.condition_kind, got.labels_in_condition) == ("sentence-embedding", True)
+
+    # A file written before the attributes existed is read by what its dataset name meant.
+    for dataset, kind, labels in (("clevr-sv", "clevr-objects", False), ("pororo-sv", "sentence-embedding", True),
+                                  ("mine", "other", False)):
+        path = write_shard(tmp_path / f"{dataset}.h5", stories=2)
+        with h5py.File(path, "r+") as f:
+            del f.attrs["condition_kind"], f.attrs["labels_in_condition"]
+            f.attrs["dataset"] = dataset
+        got = read_info(path).spec
+        assert (got.condition_kind, got.labels_in_condition) == (kind, labels), dataset
+
+    with h5py.File(path, "r+") as f:
+        f.attrs["condition_kind"] = "pixels"
+    with pytest.raises(ShardError, match="condition_kind is 'pixels'"):
+        read_info(path)

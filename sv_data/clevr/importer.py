@@ -183,7 +183,8 @@ class ReleaseImportJob:
     def spec(self, split: str) -> ShardSpec:
         return ShardSpec(dataset=DATASET, split=split, frames_per_story=NUM_OBJECTS,
                          image_size=(self.image_size, self.image_size), label_names=LABEL_NAMES,
-                         condition_dim=CONDITION_DIM, build_config=self.config(), extras=import_extras())
+                         condition_dim=CONDITION_DIM, build_config=self.config(), extras=import_extras(),
+                         condition_kind="clevr-objects")
 
     def setup(self) -> None:
         if self._vectors is None:

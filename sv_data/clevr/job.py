@@ -86,6 +86,7 @@ class ClevrJob:
             condition_dim=CONDITION_DIM,
             build_config=self.config(),
             extras=extra_specs(self.image_size),
+            condition_kind="clevr-objects",
         )
 
     def setup(self) -> None:

@@ -428,6 +428,8 @@ class PororoStoryJob:
             label_names=self.label_names,
             condition_dim=CONDITION_DIM,
             build_config=self._config,
+            condition_kind="sentence-embedding",
+            labels_in_condition=True,
             extras=story_extras(self._config["frames_per_story"], self._config["frames_per_clip"], size,
                                 self.max_descriptions),
         )

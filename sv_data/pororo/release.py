@@ -292,6 +292,8 @@ class ReleaseStoryJob:
             label_names=PORORO_CHARACTERS,
             condition_dim=CONDITION_DIM,
             build_config=self._config,
+            condition_kind="sentence-embedding",
+            labels_in_condition=True,
             extras={
                 "story_index": ExtraSpec((), "int64", "index of the story in the release's story list (img_cache4)"),
                 "frame_id": ExtraSpec((t,), "str",
