@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import functools
 import os
+from pathlib import Path
 
 import click
 
@@ -57,3 +58,11 @@ def report_outputs(targets: dict, out_dir) -> None:
         click.echo(f"this job's parts are in {out_dir}/parts; when every job is done: sv-data merge {out_dir}")
     for split, path in targets.items():
         click.echo(f"{split}: {path}")
+    echo_next_step(out_dir)
+
+
+def echo_next_step(out_dir) -> None:
+    """What a user does with a finished build (nothing is said while an array build still has jobs to run)."""
+    train = Path(out_dir) / "train.h5"
+    if train.exists():
+        click.echo(f"next: sv-model train {train}")

@@ -2,6 +2,7 @@
 import click
 
 from cli.common import LazyGroup
+from cli.defaults import CONTEXT
 
 COMMANDS = {
     "inspect": "cli.shard_commands:inspect",
@@ -15,7 +16,7 @@ COMMANDS = {
 }
 
 
-@click.group(cls=LazyGroup, lazy=COMMANDS, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=LazyGroup, lazy=COMMANDS, context_settings=CONTEXT)
 @click.version_option(package_name="svkit")
 def main():
     """Build CLEVR-SV and Pororo-SV into HDF5 shards (format: docs/format.md), and inspect them."""

@@ -2,6 +2,7 @@
 import click
 
 from cli.common import LazyGroup
+from cli.defaults import CONTEXT
 
 COMMANDS = {
     "train": "cli.train:train",
@@ -11,7 +12,7 @@ COMMANDS = {
 }
 
 
-@click.group(cls=LazyGroup, lazy=COMMANDS, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=LazyGroup, lazy=COMMANDS, context_settings=CONTEXT)
 @click.version_option(package_name="svkit")
 def main():
     """Train StoryGAN on a shard, generate stories, and evaluate them."""

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from cli.build_options import build_options
+from cli.build_options import build_options, echo_next_step
 from sv_data.pororo.characters import PORORO_CHARACTERS
 
 
@@ -19,9 +19,10 @@ def _workers(what: str):
 @click.option("--videos", type=click.Path(path_type=Path), required=True,
               help="Folder of the videos: PororoQA's Scenes_Dialogues (<season>/<episode>/<n>.gif), or the folder "
                    "that the CSV's video paths are relative to.")
-@click.option("--descriptions", type=click.Path(path_type=Path), required=True,
+@click.option("--descriptions", type=click.Path(path_type=Path),
               help="The description CSV: PororoQA's descriptions.csv as released (no header: episode, clip, "
-                   "description), or a table with a header episode,clip,video[,start,end],description[,characters].")
+                   "description), or a table with a header episode,clip,video[,start,end],description[,characters]. "
+                   "[default: descriptions.csv in --videos, else beside it]")
 @click.option("--out", type=click.Path(path_type=Path), default=Path("pororo-sv"), show_default=True,
               help="Output folder: train.h5, val.h5, test.h5 and report.tsv.")
 @click.option("--image-size", type=click.IntRange(min=8), default=64, show_default=True,
@@ -66,18 +67,23 @@ def build_pororo(videos, descriptions, out, image_size, frames_per_clip, frames_
 
     \b
     Example, with the PororoQA release:
-      sv-data build-pororo --videos Scenes_Dialogues --descriptions descriptions.csv
+      sv-data build-pororo --videos Scenes_Dialogues      # finds descriptions.csv beside it
     """
     from sv_data.pororo.builder import PororoOptions, build_pororo as build
     from sv_data.pororo.characters import parse_character_list
+    from sv_data.pororo.descriptions import find_descriptions
     from sv_data.pororo.stories import parse_split
 
+    if descriptions is None:
+        descriptions = find_descriptions(videos)
+        click.echo(f"descriptions: {descriptions} (found; --descriptions to choose another)", err=True)
     options = PororoOptions(
         videos=videos, descriptions=descriptions, out=out, image_size=image_size, frames_per_clip=frames_per_clip,
         frames_per_story=frames_per_story, stride=stride, characters=parse_character_list(characters),
         split=parse_split(split_text), seed=seed, balance_tolerance=balance_tolerance, progress=progress, **run,
     )
     click.echo(build(options).line())
+    echo_next_step(out)
 
 
 @click.command("import-storygan-pororo")

@@ -13,10 +13,13 @@ SHARD = click.Path(path_type=Path, dir_okay=False)
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
 @click.argument("train_shard", type=SHARD)
-@click.option("--out", "-o", type=click.Path(path_type=Path, file_okay=False), required=True,
+@click.option("--out", "-o", type=click.Path(path_type=Path, file_okay=False),
               help="Run folder: config.json, checkpoints/, samples/, tensorboard/, metrics.jsonl. "
-                   "An existing run folder is resumed from its newest checkpoint.")
-@click.option("--val", type=SHARD, help="Validation shard: mean SSIM of its stories picks checkpoints/best.pt.")
+                   "An existing run folder is resumed from its newest checkpoint. [default: a new folder "
+                   "runs/<date-time>-<random>]")
+@click.option("--val", type=SHARD,
+              help="Validation shard: mean SSIM of its stories picks checkpoints/best.pt. [default: val.h5 beside "
+                   "TRAIN_SHARD if there is one; never test.h5]")
 @click.option("--evaluator", type=click.Path(path_type=Path, file_okay=False),
               help="Evaluator folder of sv-model train-evaluator: its F1 on the --val stories (object F1 on "
                    "CLEVR-SV, character F1 otherwise) is logged and picks best.pt instead of SSIM.")
@@ -53,12 +56,13 @@ SHARD = click.Path(path_type=Path, dir_okay=False)
               help="Train data-parallel on N GPUs of this machine: runs `python -m torch.distributed.run "
                    "--standalone --nproc-per-node N -m sv_model.train` with the other options. Batch sizes are "
                    "per GPU. With --device cpu: N CPU processes (gloo).")
-def train(train_shard: Path, out: Path, val: Path | None, evaluator: Path | None, gpus: int, **options):
+def train(train_shard: Path, out: Path | None, val: Path | None, evaluator: Path | None, gpus: int, **options):
     """Train StoryGAN on TRAIN_SHARD (a shard of format v1: CLEVR-SV, Pororo-SV, ...).
 
     Runs on the GPU when there is one (bf16 autocast), else on the CPU. Ctrl-C saves a checkpoint and stops;
-    running the same command again resumes exactly where it stopped.
+    running the same command again (with --out RUN) resumes exactly where it stopped.
     """
+    out, val = _default_paths(train_shard, out, val)
     if gpus != 1:
         from sv_model import distributed
 
@@ -68,7 +72,31 @@ def train(train_shard: Path, out: Path, val: Path | None, evaluator: Path | None
     paths = {"val": val, "evaluator": evaluator}
     result = run_training(TrainOptions(train=str(train_shard), out=str(out),
                                        **{k: None if v is None else str(v) for k, v in paths.items()}, **options))
-    click.echo(f"run folder: {result.run_dir}")
+    best = result.run_dir / "checkpoints" / "best.pt"
+    checkpoint = best if best.exists() else result.checkpoint
+    click.echo(f"done: step {result.step} of {result.total_steps}, run folder {result.run_dir}; next: sv-model "
+               f"generate -c {checkpoint} --data {val or train_shard} --index 0 --out {result.run_dir}/story.png")
+
+
+def _default_paths(train_shard: Path, out: Path | None, val: Path | None) -> tuple[Path, Path | None]:
+    """The run folder and validation shard the user left out, said on the first lines; the parsed parameters
+    are updated too, so that the processes of --gpus N train into the same folder."""
+    from sv_model.run_paths import new_run_dir, val_shard_beside
+
+    if out is None:
+        out = new_run_dir()
+        click.echo(f"run folder: {out} (new; resume it with --out {out})")
+    else:
+        click.echo(f"run folder: {out}")
+    if val is None:
+        val = val_shard_beside(train_shard)
+        if val is not None:
+            click.echo(f"{train_shard}: using {val.name} beside it for validation (--val to choose another)", err=True)
+        else:
+            click.echo(f"{train_shard}: no val.h5 beside it and no --val: best.pt is not kept (test.h5 is never "
+                       "used to pick checkpoints)", err=True)
+    click.get_current_context().params.update(out=out, val=val)
+    return out, val
 
 
 def _arguments_without_gpus() -> list[str]:

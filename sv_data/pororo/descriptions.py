@@ -23,6 +23,7 @@ from sv_data.errors import SvkitError
 from sv_data.pororo.report import Problem
 
 PORORO_QA = "pororoqa"
+DESCRIPTIONS_NAME = "descriptions.csv"
 TABLE = "table"
 REQUIRED_COLUMNS = ("episode", "clip", "video", "description")
 OPTIONAL_COLUMNS = ("start", "end", "characters")
@@ -73,6 +74,18 @@ def natural_key(text: str) -> tuple:
     """Sort key that puts ``ep2`` before ``ep10``."""
     parts = re.split(r"(\d+)", text)
     return tuple(int(p) if i % 2 else p.lower() for i, p in enumerate(parts))
+
+
+def find_descriptions(videos: Path | str) -> Path:
+    """The description file for a build given only ``--videos``: ``descriptions.csv`` in that folder, else beside
+    it (PororoQA keeps it next to ``Scenes_Dialogues/``)."""
+    videos = Path(videos)
+    places = [videos / DESCRIPTIONS_NAME, videos.absolute().parent / DESCRIPTIONS_NAME]
+    for place in places:
+        if place.is_file():
+            return place
+    raise SvkitError(f"no {DESCRIPTIONS_NAME} in {videos} or beside it ({places[1]}): pass the description file "
+                     "with --descriptions FILE")
 
 
 def read_descriptions(path: Path | str) -> Descriptions:
