@@ -13,6 +13,7 @@ COMMANDS = {
     "import-storygan-clevr": "cli.clevr:import_storygan_clevr",
     "build-pororo": "cli.pororo:build_pororo",
     "import-storygan-pororo": "cli.pororo:import_storygan_pororo",
+    "export": "cli.export:export",
 }
 
 
