@@ -1,11 +1,13 @@
 """``sv-model train`` and ``sv-model generate``: thin click wrappers over sv_model.train and sv_model.generate."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import click
 
 from cli.common import CommandError
+from cli.defaults import ENV_PREFIX
 
 DEVICES = click.Choice(["auto", "cpu", "cuda"])
 SHARD = click.Path(path_type=Path, dir_okay=False)
@@ -66,6 +68,7 @@ def train(train_shard: Path, out: Path | None, val: Path | None, evaluator: Path
     if gpus != 1:
         from sv_model import distributed
 
+        os.environ.pop(f"{ENV_PREFIX}_TRAIN_GPUS", None)  # or each process it starts would launch its own N
         raise SystemExit(distributed.launch(gpus, options["device"], _arguments_without_gpus()))
     from sv_model.train import TrainOptions, train as run_training
 
