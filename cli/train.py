@@ -84,20 +84,17 @@ def train(train_shard: Path, out: Path | None, val: Path | None, evaluator: Path
 def _default_paths(train_shard: Path, out: Path | None, val: Path | None) -> tuple[Path, Path | None]:
     """The run folder and validation shard the user left out, said on the first lines; the parsed parameters
     are updated too, so that the processes of --gpus N train into the same folder."""
+    from sv_data.shards import read_info
     from sv_model.run_paths import new_run_dir, val_shard_beside
 
     if out is None:
+        read_info(train_shard)  # a file that is no shard stops here, before a run folder is made for it
         out = new_run_dir()
         click.echo(f"run folder: {out} (new; resume it with --out {out})")
-    else:
-        click.echo(f"run folder: {out}")
     if val is None:
         val = val_shard_beside(train_shard)
         if val is not None:
             click.echo(f"{train_shard}: using {val.name} beside it for validation (--val to choose another)", err=True)
-        else:
-            click.echo(f"{train_shard}: no val.h5 beside it and no --val: best.pt is not kept (test.h5 is never "
-                       "used to pick checkpoints)", err=True)
     click.get_current_context().params.update(out=out, val=val)
     return out, val
 

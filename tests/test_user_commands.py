@@ -102,3 +102,20 @@ def test_run_folders_never_collide_and_validation_is_never_the_test_split(tmp_pa
     (tmp_path / "val.h5").touch()
     assert val_shard_beside(tmp_path / "train.h5") == tmp_path / "val.h5"
     assert val_shard_beside(tmp_path / "val.h5") is None
+
+
+def test_without_the_defaults_files_the_commands_stop_with_one_line(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from cli.data import main as sv_data
+    from cli.model import main as sv_model
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "videos").mkdir()
+    result = CliRunner().invoke(sv_data, ["build-pororo", "--videos", "videos"])
+    assert result.exit_code == 2 and result.output.count("\n") == 1
+    assert result.output.startswith("error: no descriptions.csv in videos or beside it")
+    (tmp_path / "notes.h5").write_text("not a shard")
+    result = CliRunner().invoke(sv_model, ["train", "notes.h5"])
+    assert result.exit_code == 2 and result.output == "error: notes.h5: not an HDF5 file\n"
+    assert not (tmp_path / "runs").exists()  # no empty run folder for a run that never started
