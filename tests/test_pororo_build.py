@@ -176,7 +176,8 @@ def test_rows_that_are_not_utf8_are_reported_and_the_rest_is_built(show, tmp_pat
         "build-pororo", "--videos", str(show / "videos"), "--descriptions", str(table), "--out", str(out),
         "--image-size", str(SIZE), "--split", "0.5,0.25,0.25", "--workers", "1", "--no-progress"])
     assert result.exit_code == 0, result.output
-    line = result.output.strip()
+    line, next_step = result.output.strip().splitlines()
+    assert next_step == f"next: sv-model train {out / 'train.h5'}"
     # ep5 keeps the story of its clips 1-5; those starting at clips 2 and 3 would need clip 6 or 7
     assert line.startswith("pororo-sv: 11 stories") and "from 31 of 38 clips in 5 of 5 episodes" in line
     assert "skipped 7 clips (" in line and "not UTF-8 2" in line and "1 records (not UTF-8 1)" in line
