@@ -6,15 +6,16 @@ dir=${1:-demo}
 mkdir -p "$dir"
 
 echo "== 1/6 build a small CLEVR-SV (Blender, Cycles on the CPU)"
-sv-data build-clevr --n-train 96 --n-test 16 --out "$dir/clevr-sv"
+sv-data build-clevr --n-train 96 --n-val 16 --n-test 16 --out "$dir/clevr-sv"
 
 echo "== 2/6 check and look at it"
-sv-data validate "$dir/clevr-sv/train.h5" "$dir/clevr-sv/test.h5"
+sv-data validate "$dir/clevr-sv/train.h5" "$dir/clevr-sv/val.h5" "$dir/clevr-sv/test.h5"
 sv-data inspect "$dir/clevr-sv/train.h5"
 sv-data preview "$dir/clevr-sv/test.h5" --out "$dir/preview.png" --stories 6
 
 echo "== 3/6 train StoryGAN (small widths, a few hundred steps on the CPU)"
-sv-model train "$dir/clevr-sv/train.h5" --val "$dir/clevr-sv/test.h5" --out "$dir/run" \
+# val.h5 beside train.h5 picks checkpoints/best.pt; test.h5 stays for the final evaluation
+sv-model train "$dir/clevr-sv/train.h5" --out "$dir/run" \
   --max-steps 300 --g-width 32 --d-width 32 --story-batch 8 --image-batch 16
 
 echo "== 4/6 draw a test story next to the real one"
