@@ -202,3 +202,22 @@ def test_ray_missing_says_how_to_install(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)  # what `import ray` meets where Ray is not installed
     with pytest.raises(BuildError, match=r"pip install 'svkit\[ray\]'"):
         build(SyntheticJob(), tmp_path, SIZES, chunk_size=4, progress=False, ray_address="local")
+
+
+@pytest.mark.parametrize(
+    "run, message",
+    [
+        (dict(workers=0), "--workers must be >= 1, got 0"),
+        (dict(chunk_size=0), "--chunk-size must be >= 1, got 0"),
+        (dict(shard=(None, 2)), "--shard-index and --num-shards go together"),
+        (dict(shard=(-1, 2)), "--shard-index must be >= 0, got -1"),
+        (dict(shard=(0, 0)), "--num-shards must be >= 1, got 0"),
+        (dict(shard=(2, 2)), "--shard-index must be below --num-shards (2), got 2"),
+    ],
+)
+def test_the_builder_checks_where_and_how_it_runs_before_writing_anything(tmp_path, run, message):
+    options = {"workers": 1, "chunk_size": 4, **run}
+    with pytest.raises(SvkitError) as caught:
+        build(SyntheticJob(), tmp_path / "o", SIZES, progress=False, **options)
+    assert str(caught.value) == message
+    assert not (tmp_path / "o").exists()
