@@ -2,12 +2,11 @@
 from __future__ import annotations
 
 import functools
-import os
 from pathlib import Path
 
 import click
 
-from sv_data.errors import SvkitError
+from sv_data.workers import default_workers
 
 
 WORKERS_HELP = "Worker processes on this machine (or Ray actors with --ray)."
@@ -20,13 +19,13 @@ SHARD_HELP = ("Build only this job's share of the chunks (a Slurm array task: $S
 def build_options(default_chunk: int, workers_help: str = WORKERS_HELP, ray_help: str = RAY_HELP,
                   shard_help: str = SHARD_HELP):
     """Add --workers, --chunk-size, --ray, --shard-index and --num-shards; the command receives them as one
-    dict ``run`` of keyword arguments for :func:`sv_data.build.build`. A builder whose work is more than chunks
-    of stories says so in its own help texts."""
+    dict ``run`` of keyword arguments for :func:`sv_data.build.build`, which checks them
+    (:func:`sv_data.build.check_run_options`). A builder whose work is more than chunks of stories says so in its
+    own help texts."""
 
     def decorate(command):
-        # Plain ints, checked below, so that a bad value reads like the builders' own checks: "--workers must be
-        # >= 1, got 0" (click's range types would word it another way).
-        @click.option("--workers", type=int, default=os.cpu_count() or 1, show_default="all cores", help=workers_help)
+        # Plain ints: the builders check them, in the words of the command line ("--workers must be >= 1, got 0").
+        @click.option("--workers", type=int, default=default_workers(), show_default="all cores", help=workers_help)
         @click.option("--chunk-size", type=int, default=default_chunk, show_default=True,
                       help="Stories per part file: the unit of work, of resuming and of retries.")
         @click.option("--ray", "ray_address", metavar="ADDRESS", help=ray_help)
@@ -34,16 +33,7 @@ def build_options(default_chunk: int, workers_help: str = WORKERS_HELP, ray_help
         @click.option("--num-shards", type=int, help="Number of jobs sharing the build.")
         @functools.wraps(command)
         def wrapper(*args, workers, chunk_size, ray_address, shard_index, num_shards, **kwargs):
-            least = {"--workers": (workers, 1), "--chunk-size": (chunk_size, 1), "--shard-index": (shard_index, 0),
-                     "--num-shards": (num_shards, 1)}
-            for option, (value, minimum) in least.items():
-                if value is not None and value < minimum:
-                    raise SvkitError(f"{option} must be >= {minimum}, got {value}")
-            if (shard_index is None) != (num_shards is None):
-                raise SvkitError("--shard-index and --num-shards go together")
-            if shard_index is not None and shard_index >= num_shards:
-                raise SvkitError(f"--shard-index must be below --num-shards ({num_shards}), got {shard_index}")
-            shard = None if shard_index is None else (shard_index, num_shards)
+            shard = None if shard_index is None and num_shards is None else (shard_index, num_shards)
             run = dict(workers=workers, chunk_size=chunk_size, ray_address=ray_address, shard=shard)
             return command(*args, run=run, **kwargs)
 

@@ -2,7 +2,7 @@
 import click
 
 from cli.build_options import build_options, report_outputs
-from sv_data.clevr import DEFAULT_SAMPLES
+from sv_data.clevr import CHUNK_SIZE, DEFAULT_SAMPLES
 
 
 @click.command()
@@ -22,7 +22,7 @@ from sv_data.clevr import DEFAULT_SAMPLES
 @click.option("--device", default="cpu", show_default=True, type=str,
               help="Cycles device: cpu, or gpu (the first of OptiX, CUDA, HIP, oneAPI, Metal that has a device).")
 @build_options(
-    default_chunk=10,  # small builds still spread over every worker
+    default_chunk=CHUNK_SIZE,
     workers_help="Rendering processes, each holding one Blender session with cores / workers Cycles threads (or "
                  "Ray actors with --ray, one CPU and one Cycles thread each).",
 )

@@ -1,18 +1,14 @@
 """``sv-data build-pororo`` and ``sv-data import-storygan-pororo``."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import click
 
 from cli.build_options import build_options, echo_next_step
 from sv_data.pororo.characters import PORORO_CHARACTERS
-
-
-def _workers(what: str):
-    return click.option("--workers", type=click.IntRange(min=1), default=os.cpu_count() or 1,
-                        show_default="all cores", help=f"Worker processes: {what}.")
+from sv_data.pororo.shard_job import CHUNK_SIZE
+from sv_data.workers import default_workers
 
 
 @click.command("build-pororo")
@@ -25,26 +21,26 @@ def _workers(what: str):
                    "[default: descriptions.csv in --videos, else beside it]")
 @click.option("--out", type=click.Path(path_type=Path), default=Path("pororo-sv"), show_default=True,
               help="Output folder: train.h5, val.h5, test.h5 and report.tsv.")
-@click.option("--image-size", type=click.IntRange(min=8), default=64, show_default=True,
+@click.option("--image-size", type=int, default=64, show_default=True,
               help="Side of the square frames (centre crop, then resize).")
-@click.option("--frames-per-clip", type=click.IntRange(min=1), default=1, show_default=True,
+@click.option("--frames-per-clip", type=int, default=1, show_default=True,
               help="Frames drawn from each clip; with K > 1 all K are kept in extra/frame_pool, so that a reader can "
                    "draw one per epoch.")
-@click.option("--frames-per-story", type=click.IntRange(min=1), default=5, show_default=True,
+@click.option("--frames-per-story", type=int, default=5, show_default=True,
               help="Consecutive clips of one episode per story.")
-@click.option("--stride", type=click.IntRange(min=1), default=1, show_default=True,
+@click.option("--stride", type=int, default=1, show_default=True,
               help="Clips between the starts of two stories of an episode.")
 @click.option("--characters", default=",".join(PORORO_CHARACTERS), show_default=True,
               help="Comma-separated character names: the labels, found as whole words in the descriptions.")
 @click.option("--split", "split_text", default="0.8,0.1,0.1", show_default=True,
               help="Fractions of episodes for train, val and test (an episode is never in two splits).")
-@click.option("--balance-tolerance", type=click.FloatRange(0, 1), default=0.05, show_default=True,
+@click.option("--balance-tolerance", type=float, default=0.05, show_default=True,
               help="Largest allowed difference of a character's frame frequency between two splits; episodes are "
                    "re-drawn until it holds, or the best draw is reported.")
 @click.option("--seed", type=int, default=0, show_default=True,
               help="Decides the frames drawn (per clip) and the split.")
 @build_options(
-    default_chunk=200,  # stories are cheap to write once the frames are sampled
+    default_chunk=CHUNK_SIZE,
     workers_help="Worker processes (or Ray actors with --ray): each reads whole videos (one decoder thread each), "
                  "then writes chunks of stories.",
     ray_help="Run the work on a Ray cluster at ADDRESS ('auto' for the one this node belongs to; 'local' starts one "
@@ -92,11 +88,12 @@ def build_pororo(videos, descriptions, out, image_size, frames_per_clip, frames_
                    "img_cache4.npy, following_cache4.npy and train_seen_unseen_ids.npy (or train_test_ids.npy).")
 @click.option("--out", type=click.Path(path_type=Path), default=Path("pororo-sv-release"), show_default=True,
               help="Output folder: one shard per split of the release, and report.tsv.")
-@click.option("--image-size", type=click.IntRange(min=8), default=64, show_default=True,
+@click.option("--image-size", type=int, default=64, show_default=True,
               help="Side of the stored frames (the release's are 128).")
 @click.option("--seed", type=int, default=0, show_default=True,
               help="Decides which frame of each strip goes into images (all of them go to extra/frame_pool).")
-@_workers("each writes chunks of stories from the strips")
+@click.option("--workers", type=int, default=default_workers(), show_default="all cores",
+              help="Worker processes: each writes chunks of stories from the strips.")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Show progress bars.")
 def import_storygan_pororo(root, out, image_size, seed, workers, progress):
     """Convert the Pororo-SV release that StoryGAN's successors circulate into shards, keeping its splits.

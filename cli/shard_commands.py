@@ -43,7 +43,7 @@ def validate(shards):
 @click.command()
 @click.argument("shard", type=SHARD)
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="PNG file to write.")
-@click.option("--stories", default=8, show_default=True, type=click.IntRange(min=1), help="Stories to show.")
+@click.option("--stories", default=8, show_default=True, type=int, help="Stories to show.")
 @click.option("--seed", default=0, show_default=True, type=int, help="Which stories are drawn.")
 def preview(shard, out, stories, seed):
     """Draw a contact sheet: one row per story, each frame with its sentence under it."""

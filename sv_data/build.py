@@ -11,25 +11,19 @@ depend on the number of workers, on the chunk size, or on where a build was inte
 from __future__ import annotations
 
 import json
-import multiprocessing as mp
 import os
-import queue
-import signal
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator, Mapping, Protocol
 
 from tqdm.auto import tqdm
 
-from sv_data.errors import SvkitError
+from sv_data.errors import BuildError, SvkitError, require_at_least
+from sv_data.files import write_json
 from sv_data.shards import SPLITS, ShardInfo, ShardSpec, ShardWriter, StoryBatch, join_parts, read_info
+from sv_data.workers import check_workers, run_work
 
 BUILD_RECORD = "build.json"
-
-
-class BuildError(SvkitError):
-    """A build that cannot start or finish; the message is one line for the user."""
 
 
 class StoryJob(Protocol):
@@ -64,8 +58,7 @@ class Chunk:
 
 
 def plan_chunks(split_sizes: Mapping[str, int], chunk_size: int) -> list[Chunk]:
-    if chunk_size < 1:
-        raise BuildError(f"chunk size must be >= 1, got {chunk_size}")
+    require_at_least("--chunk-size", chunk_size, 1)
     chunks = []
     for split in SPLITS:
         n = split_sizes.get(split, 0)
@@ -86,35 +79,50 @@ def run_chunk(job: StoryJob, chunk: Chunk, parts_dir: Path, report: Callable[[in
     return out
 
 
-# Worker-process state, set once by _init_worker: spawn-started processes share nothing with the parent.
-_WORKER: dict = {}
+@dataclass(frozen=True)
+class ChunkWork:
+    """Chunks of stories as :class:`sv_data.workers.Work`: each worker sets the job up once."""
+
+    job: StoryJob
+    parts_dir: str
+
+    def setup(self) -> None:
+        self.job.setup()
+
+    def run(self, chunk: Chunk, report: Callable[[int], None]) -> Chunk:
+        run_chunk(self.job, chunk, Path(self.parts_dir), report)
+        return chunk
+
+    def name(self, chunk: Chunk) -> str:
+        return f"chunk {chunk.part_name}"
 
 
-def _init_worker(job: StoryJob, progress: "mp.Queue", parts_dir: Path, slots: "mp.Queue", processes: int) -> None:
-    # Ctrl-C reaches every process of the terminal's group: the parent handles it (it terminates the pool and
-    # keeps the finished parts), so a worker must not die of it with a traceback of its own.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    pin_to_share(slots.get(), processes)
-    job.setup()
-    _WORKER.update(job=job, progress=progress, parts_dir=parts_dir)
+def run_chunks(job: StoryJob, todo: list[Chunk], parts_dir: Path, workers: int, update: Callable[[int], None],
+               ray_address: str | None = None) -> None:
+    """Build the chunks ``todo`` into part files: here, in ``workers`` processes, or on ``workers`` Ray actors;
+    ``update(n)`` follows the stories finished."""
+    work = ChunkWork(job, str(parts_dir.resolve()))
+    if workers > 1 or ray_address is not None:  # one process here works in plan order
+        # Large chunks first so that the last worker does not finish long after the others.
+        todo = sorted(todo, key=lambda c: -c.size)
+    for _ in run_work(work, todo, workers, update, ray_address=ray_address, shared_dir=parts_dir, pin_cores=True):
+        pass
 
 
-def pin_to_share(slot: int, processes: int) -> None:
-    """Keep worker ``slot`` of ``processes`` on its own share of this process's cores (Linux; elsewhere, or with
-    more workers than cores, nothing changes). Pinned before the job starts its libraries, their thread pools size
-    themselves to that share: left free, each one-thread Cycles worker on 2 cores kept a second thread busy, and a
-    2-worker CLEVR-SV build at 8 samples ran at 11.1 frames/s instead of 13.4 (docs/benchmarks.md)."""
-    if not hasattr(os, "sched_setaffinity"):
+def check_run_options(workers: int, chunk_size: int, shard: tuple[int | None, int | None] | None) -> None:
+    """Where a build runs and how it is cut, checked before anything is written; the messages name the options of
+    the command line. ``shard`` is (index, count), either None when only one of the two was given."""
+    check_workers(workers)
+    require_at_least("--chunk-size", chunk_size, 1)
+    if shard is None:
         return
-    cores = sorted(os.sched_getaffinity(0))
-    share = len(cores) // processes
-    if share:
-        os.sched_setaffinity(0, cores[slot * share : (slot + 1) * share])
-
-
-def _work(chunk: Chunk) -> Chunk:
-    run_chunk(_WORKER["job"], chunk, _WORKER["parts_dir"], _WORKER["progress"].put)
-    return chunk
+    index, count = shard
+    if (index is None) != (count is None):
+        raise SvkitError("--shard-index and --num-shards go together")
+    require_at_least("--shard-index", index, 0)
+    require_at_least("--num-shards", count, 1)
+    if index >= count:
+        raise SvkitError(f"--shard-index must be below --num-shards ({count}), got {index}")
 
 
 def _flatten(record: dict) -> dict:
@@ -123,32 +131,42 @@ def _flatten(record: dict) -> dict:
     return {**flat, **record.get("config", {}), **{f"{s} stories": n for s, n in record.get("splits", {}).items()}}
 
 
-def _read_record(out_dir: Path) -> dict:
-    path = out_dir / BUILD_RECORD
-    if not path.exists():
-        raise BuildError(f"{out_dir}: no {BUILD_RECORD} here, so this is not a build folder")
+def read_record(path: Path) -> dict:
+    """An options record (``build.json``, or a builder's own), as JSON."""
     try:
         return json.loads(path.read_text())
     except json.JSONDecodeError:
         raise BuildError(f"{path}: not valid JSON; delete it or use another --out") from None
 
 
+def _read_record(out_dir: Path) -> dict:
+    path = out_dir / BUILD_RECORD
+    if not path.exists():
+        raise BuildError(f"{out_dir}: no {BUILD_RECORD} here, so this is not a build folder")
+    return read_record(path)
+
+
+def check_same_options(out_dir: Path, record: dict, previous: dict) -> None:
+    """Refuse to resume, in ``out_dir``, a build that ``previous`` records with other options than ``record``."""
+    if previous == record:
+        return
+    now, before = _flatten(record), _flatten(previous)
+    changed = sorted(k for k in now.keys() | before.keys() if now.get(k) != before.get(k))
+    # A folder given on the command line is recorded resolved: the one difference that no option's value shows.
+    source = f", it was made from --videos {before['videos']}" if "videos" in changed and before.get("videos") else ""
+    raise BuildError(
+        f"{out_dir}: holds a build with other options ({', '.join(changed)} differ{source}); "
+        "re-run with the same options to resume, or choose another --out"
+    )
+
+
 def _check_record(out_dir: Path, record: dict) -> None:
     """Refuse to mix two different builds in one folder; otherwise note what this build is."""
     if (out_dir / BUILD_RECORD).exists():
-        previous = _read_record(out_dir)
-        if previous != record:
-            now, before = _flatten(record), _flatten(previous)
-            changed = sorted(k for k in now.keys() | before.keys() if now.get(k) != before.get(k))
-            raise BuildError(
-                f"{out_dir}: holds a build with other options ({', '.join(changed)} differ); "
-                "re-run with the same options to resume, or choose another --out"
-            )
+        check_same_options(out_dir, record, _read_record(out_dir))
         return
     # Several array jobs may write this at once: each writes the same text through its own temporary file.
-    tmp = out_dir / f".{BUILD_RECORD}.{os.getpid()}.tmp"
-    tmp.write_text(json.dumps(record, indent=2, sort_keys=True))
-    os.replace(tmp, out_dir / BUILD_RECORD)
+    write_json(out_dir / BUILD_RECORD, record, sort_keys=True)
 
 
 def build(
@@ -168,10 +186,7 @@ def build(
     builds only every n-th chunk starting at i, for one job of a batch-scheduler array, and leaves the joining
     to :func:`merge`. Returns the split files that exist when it is done.
     """
-    if workers < 1:
-        raise BuildError(f"workers must be >= 1, got {workers}")
-    if shard is not None and not 0 <= shard[0] < shard[1]:
-        raise BuildError(f"shard index must be in 0..num_shards-1, got {shard[0]} of {shard[1]}")
+    check_run_options(workers, chunk_size, shard)
     out_dir = Path(out_dir)
     parts_dir = out_dir / "parts"
     parts_dir.mkdir(parents=True, exist_ok=True)
@@ -188,12 +203,7 @@ def build(
     bar = tqdm(total=total, initial=total - sum(c.size for c in todo), unit="story", desc=desc,
                disable=not progress, dynamic_ncols=True)
     try:
-        if todo and ray_address is not None:
-            from sv_data.ray_runner import run_on_ray
-
-            run_on_ray(job, todo, parts_dir, ray_address, workers, bar.update)
-        elif todo:
-            _run(job, todo, parts_dir, workers, bar.update)
+        run_chunks(job, todo, parts_dir, workers, bar.update, ray_address)
     finally:
         bar.close()
     return merge(out_dir) if shard is None else _finished(out_dir, sizes)
@@ -297,58 +307,3 @@ def _check_already_joined(target: Path, group: list[ShardInfo]) -> None:
 
 def _finished(out_dir: Path, sizes: Mapping[str, int]) -> dict[str, Path]:
     return {s: out_dir / f"{s}.h5" for s in sizes if (out_dir / f"{s}.h5").exists()}
-
-
-def _run(job: StoryJob, todo: list[Chunk], parts_dir: Path, workers: int, update: Callable[[int], None]) -> None:
-    if workers == 1:
-        job.setup()
-        for chunk in todo:
-            run_chunk(job, chunk, parts_dir, update)
-        return
-    ctx = mp.get_context("spawn")  # Blender and torch are not fork-safe
-    progress = ctx.Queue()
-    stop = threading.Event()
-
-    def pump():
-        while not stop.is_set():
-            try:
-                update(progress.get(timeout=0.2))
-            except queue.Empty:
-                pass
-
-    pumper = threading.Thread(target=pump, daemon=True)
-    pumper.start()
-    processes = min(workers, len(todo))
-    slots = ctx.Queue()
-    for slot in range(processes):
-        slots.put(slot)
-    pool = _start_pool(ctx, processes, (job, progress, parts_dir, slots, processes))
-    try:
-        # Large chunks first so that the last worker does not finish long after the others.
-        for _ in pool.imap_unordered(_work, sorted(todo, key=lambda c: -c.size)):
-            pass
-        pool.close()
-    except BaseException:
-        pool.terminate()
-        raise
-    finally:
-        pool.join()
-        stop.set()
-        pumper.join()
-        while True:
-            try:
-                update(progress.get_nowait())
-            except queue.Empty:
-                break
-
-
-def _start_pool(ctx, processes: int, initargs: tuple):
-    """A pool whose workers ignore SIGINT from birth: they inherit the ignored signal (Python leaves an ignored
-    SIGINT alone at start-up), so a Ctrl-C while they import Blender does not print their tracebacks either."""
-    if threading.current_thread() is not threading.main_thread():
-        return ctx.Pool(processes, initializer=_init_worker, initargs=initargs)
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        return ctx.Pool(processes, initializer=_init_worker, initargs=initargs)
-    finally:
-        signal.signal(signal.SIGINT, previous)

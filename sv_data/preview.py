@@ -3,13 +3,13 @@ from __future__ import annotations
 
 import os
 import textwrap
-import uuid
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from sv_data.files import replace_durably
+from sv_data.errors import require_at_least
+from sv_data.files import atomic_path
 from sv_data.shards import ShardReader
 
 CELL = 192  # frames are scaled up to this width so that 64x64 data can be looked at
@@ -51,15 +51,10 @@ def contact_sheet(images: np.ndarray, texts: list[list[str]], story_ids: list[st
 
 def write_preview(shard: os.PathLike | str, out: os.PathLike | str, stories: int = 8, seed: int = 0) -> Path:
     """Draw ``stories`` stories of a shard into a PNG at ``out`` (written atomically)."""
+    require_at_least("--stories", stories, 1)
     with ShardReader(shard) as reader:
         rows = choose_stories(len(reader), stories, seed)
         batch = reader.read_stories(rows)
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
+    with atomic_path(out) as tmp:
         contact_sheet(batch.images, batch.texts, batch.story_ids).save(tmp, format="PNG")
-        replace_durably(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return out
+    return Path(out)

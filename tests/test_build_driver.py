@@ -9,7 +9,8 @@ from click.testing import CliRunner
 from shard_factory import SyntheticJob
 
 from cli.data import main as sv_data
-from sv_data.build import BuildError, Chunk, build, merge, plan_chunks, run_chunk
+from sv_data.build import BuildError, Chunk, build, merge, plan_chunks, run_chunk, run_chunks
+from sv_data.errors import SvkitError
 from sv_data.shards import ShardReader, validate
 
 SIZES = {"train": 11, "test": 5}
@@ -33,7 +34,7 @@ def test_plan_chunks_covers_each_split_once():
     chunks = plan_chunks(SIZES, 4)
     assert [(c.split, c.start, c.stop) for c in chunks] == [
         ("train", 0, 4), ("train", 4, 8), ("train", 8, 11), ("test", 0, 4), ("test", 4, 5)]
-    with pytest.raises(BuildError):
+    with pytest.raises(SvkitError, match="--chunk-size must be >= 1, got 0"):
         plan_chunks(SIZES, 0)
 
 
@@ -188,13 +189,11 @@ class CrashOnceJob(SyntheticJob):
 
 
 def test_a_retried_ray_chunk_is_counted_once_on_the_progress_bar(tmp_path):
-    from sv_data.ray_runner import run_on_ray
-
     parts = tmp_path / "parts"
     parts.mkdir()
     reported = []
     todo = plan_chunks(SIZES, 4)
-    run_on_ray(CrashOnceJob(tmp_path, fail_at=10), todo, parts, "local", 2, reported.append)
+    run_chunks(CrashOnceJob(tmp_path, fail_at=10), todo, parts, 2, reported.append, ray_address="local")
     assert (tmp_path / "crashed").exists()  # chunk train 8..11 reported stories 8 and 9, crashed, ran again
     assert sum(reported) == sum(SIZES.values()) and len(list(parts.glob("*.h5"))) == len(todo)
 
@@ -203,3 +202,22 @@ def test_ray_missing_says_how_to_install(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)  # what `import ray` meets where Ray is not installed
     with pytest.raises(BuildError, match=r"pip install 'svkit\[ray\]'"):
         build(SyntheticJob(), tmp_path, SIZES, chunk_size=4, progress=False, ray_address="local")
+
+
+@pytest.mark.parametrize(
+    "run, message",
+    [
+        (dict(workers=0), "--workers must be >= 1, got 0"),
+        (dict(chunk_size=0), "--chunk-size must be >= 1, got 0"),
+        (dict(shard=(None, 2)), "--shard-index and --num-shards go together"),
+        (dict(shard=(-1, 2)), "--shard-index must be >= 0, got -1"),
+        (dict(shard=(0, 0)), "--num-shards must be >= 1, got 0"),
+        (dict(shard=(2, 2)), "--shard-index must be below --num-shards (2), got 2"),
+    ],
+)
+def test_the_builder_checks_where_and_how_it_runs_before_writing_anything(tmp_path, run, message):
+    options = {"workers": 1, "chunk_size": 4, **run}
+    with pytest.raises(SvkitError) as caught:
+        build(SyntheticJob(), tmp_path / "o", SIZES, progress=False, **options)
+    assert str(caught.value) == message
+    assert not (tmp_path / "o").exists()

@@ -193,3 +193,14 @@ def test_a_malicious_pickle_is_refused(release, tmp_path):
     assert result.exit_code == 2
     assert "descriptions.npy: refused" in result.output
     assert not victim.exists()
+
+
+@pytest.mark.parametrize(
+    "option, message",
+    [(["--workers", "0"], "--workers must be >= 1, got 0"), (["--image-size", "4"], "--image-size must be >= 8, got 4")],
+)
+def test_bad_numbers_are_one_line_errors_in_the_words_of_the_other_builders(tmp_path, option, message):
+    result = CliRunner().invoke(sv_data, ["import-storygan-pororo", "--root", str(tmp_path), "--out",
+                                          str(tmp_path / "o"), "--no-progress", *option])
+    assert (result.exit_code, result.output) == (2, f"error: {message}\n")
+    assert not (tmp_path / "o").exists()

@@ -9,6 +9,7 @@ import torch
 from shard_factory import synthetic_batch, synthetic_spec, write_shard
 
 from sv_data.shards import (
+    COLUMNS,
     FORMAT_VERSION,
     ShardError,
     ShardReader,
@@ -165,6 +166,48 @@ def test_validate_reports_shape_disagreement(tmp_path):
     with h5py.File(path, "r+") as f:
         f["labels"].resize(3, axis=0)
     assert any("labels has shape (3, 4, 3), expected (4, 4, 3)" in p for p in validate(path))
+
+
+def test_every_declared_column_round_trips_with_its_dtype_and_shape(tmp_path):
+    spec = synthetic_spec(frames=3, size=(8, 12), condition_dim=5)
+    written = synthetic_batch(spec, 0, 4)
+    path = tmp_path / "x.h5"
+    with ShardWriter(path, spec) as writer:
+        writer.append(written)
+    with ShardReader(path) as reader:
+        read = reader.read_stories([3, 0, 2])
+    sizes = {"T": 3, "H": 8, "W": 12, "L": len(spec.label_names), "D": 5}
+    with h5py.File(path) as f:
+        for column in COLUMNS:
+            want = (4, *(sizes[d] if isinstance(d, str) else d for d in column.per_story))
+            assert f[column.name].shape == want, column.name
+            assert (h5py.check_string_dtype(f[column.name].dtype) is not None) == column.text, column.name
+            expected, got = getattr(written, column.name), getattr(read, column.name)
+            if column.text:
+                assert got == [expected[i] for i in (3, 0, 2)], column.name
+            else:
+                assert got.dtype == np.dtype(column.dtype), column.name
+                np.testing.assert_array_equal(got, expected[[3, 0, 2]], err_msg=column.name)
+
+
+@pytest.mark.parametrize("column", [c.name for c in COLUMNS])
+def test_validate_and_readers_name_a_missing_column(tmp_path, column):
+    path = write_shard(tmp_path / "x.h5", stories=3)
+    with h5py.File(path, "r+") as f:
+        del f[column]
+    assert validate(path) == [f"{path}: shard is missing {column}"]
+    with pytest.raises(ShardError, match=f"shard is missing {column}$"):
+        ShardReader(path)
+
+
+@pytest.mark.parametrize("column", [c.name for c in COLUMNS])
+def test_a_batch_lacking_rows_of_any_column_is_refused_by_name(tmp_path, column):
+    spec = synthetic_spec()
+    batch = synthetic_batch(spec, 0, 3)
+    # Short story_ids make a batch of 2 stories, which every other column then disagrees with.
+    setattr(batch, column, getattr(batch, column)[:2])
+    with ShardWriter(tmp_path / "x.h5", spec) as writer, pytest.raises(ShardError, match="has shape"):
+        writer.append(batch)
 
 
 def test_label_frequencies(tmp_path):

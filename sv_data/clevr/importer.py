@@ -19,7 +19,7 @@ from typing import Iterator, Mapping
 import numpy as np
 
 from sv_data.clevr.descriptions import describe
-from sv_data.clevr.job import DATASET, TEXT_STREAM
+from sv_data.clevr.job import DATASET, TEXT_STREAM, object_extras, one_story
 from sv_data.clevr.scene import (
     COLORS,
     CONDITION_DIM,
@@ -157,10 +157,7 @@ def studio_facing(right: np.ndarray) -> Studio:
 def import_extras() -> dict[str, ExtraSpec]:
     n = NUM_OBJECTS
     return {
-        "shape": ExtraSpec((n,), "uint8", "shape of object k: index into cube, sphere, cylinder"),
-        "color": ExtraSpec((n,), "uint8", "colour of object k: index into gray, red, blue, green, brown, purple, cyan, yellow"),
-        "material": ExtraSpec((n,), "uint8", "material of object k: index into rubber, metal"),
-        "size": ExtraSpec((n,), "uint8", "size of object k: index into large (scale 0.7), small (scale 0.35)"),
+        **object_extras(),
         "position": ExtraSpec((n, 3), "float32", "x, y, z of object k as the release's vector gives them"),
         "source_index": ExtraSpec((), "int32", "story index in the release's file names (CLEVR_new_<index>_<frame>)"),
     }
@@ -221,22 +218,11 @@ class ReleaseImportJob:
         scene = Scene(studio=studio_facing(vectors[-1][-3:]), objects=objects)
         texts, _, _ = describe(scene, story_rng(0, split, index, TEXT_STREAM))
         extra = {
-            "shape": [o.shape for o in objects],
-            "color": [o.color for o in objects],
-            "material": [o.material for o in objects],
-            "size": [o.size for o in objects],
             "position": [vectors[-1][k * SLOT_SIZE + SLOT_SIZE - 3 : (k + 1) * SLOT_SIZE] for k in range(NUM_OBJECTS)],
             "source_index": index,
         }
-        specs = import_extras()
-        return StoryBatch(
-            images=np.stack(frames)[None],
-            texts=[texts],
-            story_ids=[f"{split}-{index:06d}"],
-            labels=labels.astype(np.uint8)[None],
-            conditions=conditions[None],
-            extra={name: np.asarray(value, dtype=specs[name].dtype)[None] for name, value in extra.items()},
-        )
+        return one_story(split, index, objects, np.stack(frames), texts, labels.astype(np.uint8), conditions,
+                         extra, import_extras())
 
 
 def _read_frame(path: Path, size: int) -> np.ndarray:

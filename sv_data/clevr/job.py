@@ -8,12 +8,17 @@ from typing import Iterator, Mapping
 
 import numpy as np
 
-from sv_data.clevr import DEFAULT_SAMPLES
+from sv_data.clevr import CHUNK_SIZE, DEFAULT_SAMPLES
 from sv_data.clevr.descriptions import describe
 from sv_data.clevr.scene import (
+    COLOR_NAMES,
     CONDITION_DIM,
     LABEL_NAMES,
+    MATERIALS,
     NUM_OBJECTS,
+    RELATIONS,
+    SHAPES,
+    SIZES,
     Scene,
     attribute_labels,
     condition_vectors,
@@ -22,22 +27,46 @@ from sv_data.clevr.scene import (
     sample_scene,
     story_rng,
 )
-from sv_data.errors import SvkitError
+from sv_data.errors import SvkitError, require_at_least
 from sv_data.shards import ExtraSpec, ShardSpec, StoryBatch
+from sv_data.workers import default_workers
 
 DATASET = "clevr-sv"
 SCENE_STREAM, TEXT_STREAM = 0, 1
 MAX_SCENE_TRIES = 1000
 
 
+def object_extras() -> dict[str, ExtraSpec]:
+    """The ``extra/`` arrays of every CLEVR-SV shard, built or imported: each object's attributes, as indices."""
+    sizes = ", ".join(f"{name} (scale {scale})" for name, scale in SIZES.items())
+    return {
+        "shape": ExtraSpec((NUM_OBJECTS,), "uint8", f"shape of object k: index into {', '.join(SHAPES)}"),
+        "color": ExtraSpec((NUM_OBJECTS,), "uint8", f"colour of object k: index into {', '.join(COLOR_NAMES)}"),
+        "material": ExtraSpec((NUM_OBJECTS,), "uint8", f"material of object k: index into {', '.join(MATERIALS)}"),
+        "size": ExtraSpec((NUM_OBJECTS,), "uint8", f"size of object k: index into {sizes}"),
+    }
+
+
+def one_story(split: str, index: int, objects, images, texts, labels, conditions, extra: dict,
+              specs: dict[str, ExtraSpec]) -> StoryBatch:
+    """Story ``index`` of ``split`` as a StoryBatch of length 1: the attributes of ``objects`` (those of
+    :func:`object_extras`) join ``extra``, and each extra gets the dtype of its spec."""
+    extra = {**{name: [getattr(o, name) for o in objects] for name in object_extras()}, **extra}
+    return StoryBatch(
+        images=np.asarray(images)[None],
+        texts=[texts],
+        story_ids=[f"{split}-{index:06d}"],
+        labels=np.asarray(labels)[None],
+        conditions=np.asarray(conditions)[None],
+        extra={name: np.asarray(value, dtype=specs[name].dtype)[None] for name, value in extra.items()},
+    )
+
+
 def extra_specs(image_size: int) -> dict[str, ExtraSpec]:
     """The ``extra/`` arrays of a CLEVR-SV shard (docs/clevr.md explains each)."""
     n, s = NUM_OBJECTS, image_size
     return {
-        "shape": ExtraSpec((n,), "uint8", "shape of object k: index into cube, sphere, cylinder"),
-        "color": ExtraSpec((n,), "uint8", "colour of object k: index into gray, red, blue, green, brown, purple, cyan, yellow"),
-        "material": ExtraSpec((n,), "uint8", "material of object k: index into rubber, metal"),
-        "size": ExtraSpec((n,), "uint8", "size of object k: index into large (scale 0.7), small (scale 0.35)"),
+        **object_extras(),
         "position": ExtraSpec((n, 3), "float32", "world x, y, z of the centre of object k"),
         "yaw": ExtraSpec((n,), "float32", "rotation of object k about the vertical axis, degrees"),
         "pixel_coords": ExtraSpec((n, n, 3), "float32",
@@ -53,7 +82,7 @@ def extra_specs(image_size: int) -> dict[str, ExtraSpec]:
         "camera_front": ExtraSpec((3,), "float32", "ground-plane direction towards the camera: 'in front of' (unit)"),
         "light_positions": ExtraSpec((3, 3), "float32", "world positions of the key, fill and back lights (jittered)"),
         "text_anchor": ExtraSpec((n,), "int8", "object the sentence of frame t places the new object against; -1: none"),
-        "text_relation": ExtraSpec((n,), "int8", "relation of that sentence: index into left, right, front, behind; -1: none"),
+        "text_relation": ExtraSpec((n,), "int8", f"relation of that sentence: index into {', '.join(RELATIONS)}; -1: none"),
     }
 
 
@@ -158,10 +187,6 @@ def pack_story(scene: Scene, frames: list[tuple[np.ndarray, np.ndarray]], split:
                 boxes[t, k] = (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1)
     texts, anchors, relations = describe(scene, story_rng(seed, split, index, TEXT_STREAM))
     extra = {
-        "shape": [o.shape for o in objects],
-        "color": [o.color for o in objects],
-        "material": [o.material for o in objects],
-        "size": [o.size for o in objects],
         "position": positions,
         "yaw": [o.yaw for o in objects],
         "pixel_coords": pixel_coords,
@@ -175,24 +200,13 @@ def pack_story(scene: Scene, frames: list[tuple[np.ndarray, np.ndarray]], split:
         "text_anchor": anchors,
         "text_relation": relations,
     }
-    specs = extra_specs(size[0])
-    return StoryBatch(
-        images=images[None],
-        texts=[texts],
-        story_ids=[f"{split}-{index:06d}"],
-        labels=attribute_labels(objects)[None],
-        conditions=condition_vectors(scene)[None],
-        extra={name: np.asarray(value, dtype=specs[name].dtype)[None] for name, value in extra.items()},
-    )
-
-
-def default_workers() -> int:
-    return os.cpu_count() or 1
+    return one_story(split, index, objects, images, texts, attribute_labels(objects), condition_vectors(scene),
+                     extra, extra_specs(size[0]))
 
 
 def build_clevr(out_dir: os.PathLike | str, split_sizes: Mapping[str, int], *, seed: int = 0, image_size: int = 64,
                 samples: int = DEFAULT_SAMPLES, denoise: bool = True, device: str = "cpu", workers: int | None = None,
-                chunk_size: int = 10, progress: bool = True, ray_address: str | None = None,
+                chunk_size: int = CHUNK_SIZE, progress: bool = True, ray_address: str | None = None,
                 shard: tuple[int, int] | None = None, whole_frames: bool = False) -> dict[str, Path]:
     """Build (or resume) CLEVR-SV into ``out_dir``; returns the split files. Checks every option first.
 
@@ -201,20 +215,17 @@ def build_clevr(out_dir: os.PathLike | str, split_sizes: Mapping[str, int], *, s
     no split file until the last job's parts are merged. ``whole_frames`` renders every frame whole (the
     references of ``benchmarks/render.py``).
     """
-    from sv_data.build import build
+    from sv_data.build import build, check_run_options
     from sv_data.clevr.render import DEVICES
 
     workers = default_workers() if workers is None else workers
     for name, n in split_sizes.items():
-        if n < 0:
-            raise SvkitError(f"--n-{name} must be >= 0, got {n}")
+        require_at_least(f"--n-{name}", n, 0)
     if not any(split_sizes.values()):
         raise SvkitError("nothing to build: every split has 0 stories")
-    checks = {"--image-size": (image_size, 8), "--samples": (samples, 1), "--workers": (workers, 1),
-              "--chunk-size": (chunk_size, 1)}
-    for option, (value, least) in checks.items():
-        if value < least:
-            raise SvkitError(f"{option} must be >= {least}, got {value}")
+    require_at_least("--image-size", image_size, 8)
+    require_at_least("--samples", samples, 1)
+    check_run_options(workers, chunk_size, shard)  # before the threads per worker are worked out
     if device not in DEVICES:
         raise SvkitError(f"--device must be one of {', '.join(DEVICES)}, got {device!r}")
     if device == "gpu" and ray_address is None:  # on Ray the GPUs that count are the nodes', not this one's

@@ -1,5 +1,6 @@
 """Pororo-SV: built from videos and clip descriptions (:mod:`.builder`), or imported from the release that
-StoryGAN's successors circulate (:mod:`.release`).
+StoryGAN's successors circulate (:mod:`.release`); both write stories through the StoryJob base of
+:mod:`.shard_job`.
 
 Pure logic, free of OpenCV and PyTorch: :mod:`.descriptions` (the two CSV layouts), :mod:`.characters`,
 :mod:`.stories` (windows and DuCo-balanced splits), :mod:`.sampling` (which frames of a clip), :mod:`.report`,

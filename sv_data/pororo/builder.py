@@ -23,25 +23,23 @@ import shutil
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Sequence
 
 import numpy as np
 from tqdm.auto import tqdm
 
-from sv_data.build import build
-from sv_data.errors import SvkitError
+from sv_data.build import build, check_run_options
+from sv_data.errors import SvkitError, require_at_least
 from sv_data.pororo.characters import PORORO_CHARACTERS, CharacterDetector
 from sv_data.pororo.descriptions import PORORO_QA, Clip, Descriptions, natural_key, read_descriptions
-from sv_data.pororo.encoder import CONDITION_DIM, ENCODER_NAME, encode_cached
+from sv_data.pororo.encoder import ENCODER_NAME, encode_cached
 from sv_data.pororo.frames import SampleFiles, VideoTask, cached_outcome, run_sampling
 from sv_data.pororo.report import REPORT_NAME, Problem, count_kinds, write_report
 from sv_data.pororo.resume import claim_work_dir, finished_build
+from sv_data.pororo.shard_job import CHUNK_SIZE, DATASET, MIN_IMAGE_SIZE, EncodedStoryJob
 from sv_data.pororo.stories import SplitResult, Window, parse_split, split_episodes, story_windows
 from sv_data.shards import SPLITS, ExtraSpec, ShardSpec, StoryBatch
 
-DATASET = "pororo-sv"
-CHUNK_SIZE = 200  # stories per part file: the unit of resumption in phase 2
-STORIES_PER_BATCH = 16  # stories per StoryBatch, to bound memory when frame pools are large
 VIDEO_SUFFIXES = (".gif", ".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v")
 
 
@@ -65,11 +63,12 @@ class PororoOptions:
     shard: tuple[int, int] | None = None  # (i, n): sample only this job's share of the videos, then stop
 
     def check(self) -> None:
-        for name in ("image_size", "frames_per_clip", "frames_per_story", "stride", "workers", "chunk_size"):
-            if getattr(self, name) < 1:
-                raise SvkitError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
-        if self.shard is not None and not 0 <= self.shard[0] < self.shard[1]:
-            raise SvkitError(f"--shard-index must be in 0..num_shards-1, got {self.shard[0]} of {self.shard[1]}")
+        """Every option, before anything is written (the frames are sampled with the workers before the stories
+        are cut into chunks)."""
+        require_at_least("--image-size", self.image_size, MIN_IMAGE_SIZE)
+        for name in ("frames_per_clip", "frames_per_story", "stride"):
+            require_at_least(f"--{name.replace('_', '-')}", getattr(self, name), 1)
+        check_run_options(self.workers, self.chunk_size, self.shard)
         if not 0 <= self.balance_tolerance <= 1:
             raise SvkitError(f"--balance-tolerance must lie in 0..1, got {self.balance_tolerance}")
         parse_split(",".join(map(str, self.split)))
@@ -194,7 +193,7 @@ def build_pororo(options: PororoOptions) -> BuildSummary:
         windows={s: [tuple(row_of[c] for c in w.clips) for w in ws] for s, ws in by_split.items() if ws},
         conditions=str(Path(conditions_path).resolve()),  # Ray actors need not share this process's directory
     )
-    sizes = {s: len(ws) for s, ws in job.windows.items()}
+    sizes = {s: len(ws) for s, ws in job.stories_by_split.items()}
     build(job, out, sizes, workers=options.workers, chunk_size=options.chunk_size, progress=options.progress,
           desc="stories", ray_address=options.ray_address)
 
@@ -398,52 +397,27 @@ class StoryClip:
     row: int  # its row there
 
 
-class PororoStoryJob:
-    """The :class:`sv_data.build.StoryJob` of phase 2: stories from the sampled frames and encoded texts."""
+class PororoStoryJob(EncodedStoryJob):
+    """The :class:`sv_data.build.StoryJob` of phase 2: stories from the sampled frames and encoded texts. A story
+    is a window: a tuple of rows of ``clips``."""
 
     def __init__(self, config: dict, label_names: tuple[str, ...], clips: list[StoryClip],
                  windows: dict[str, list[tuple[int, ...]]], conditions: str):
-        self._config = config
+        super().__init__(config, windows, conditions)
         self.label_names = label_names
         self.clips = clips
-        self.windows = windows
-        self.conditions_path = conditions
         self.max_descriptions = max(len(c.descriptions) for c in clips)
-        self._conditions: np.ndarray | None = None
         self._samples = SampleFiles()  # this build's, so never another build's files of the same names
 
     def __getstate__(self):
-        return {**self.__dict__, "_conditions": None, "_samples": SampleFiles()}
-
-    def config(self) -> dict:
-        return self._config
+        return {**super().__getstate__(), "_samples": SampleFiles()}
 
     def spec(self, split: str) -> ShardSpec:
-        size = self._config["image_size"]
-        return ShardSpec(
-            dataset=DATASET,
-            split=split,
-            frames_per_story=self._config["frames_per_story"],
-            image_size=(size, size),
-            label_names=self.label_names,
-            condition_dim=CONDITION_DIM,
-            build_config=self._config,
-            condition_kind="sentence-embedding",
-            labels_in_condition=True,
-            extras=story_extras(self._config["frames_per_story"], self._config["frames_per_clip"], size,
-                                self.max_descriptions),
-        )
+        t = self._config["frames_per_story"]
+        extras = story_extras(t, self._config["frames_per_clip"], self._config["image_size"], self.max_descriptions)
+        return self.shard_spec(split, t, self.label_names, extras)
 
-    def setup(self) -> None:
-        self._conditions = np.load(self.conditions_path, mmap_mode="r")
-
-    def stories(self, split: str, start: int, stop: int) -> Iterator[StoryBatch]:
-        if self._conditions is None:
-            self.setup()
-        for first in range(start, stop, STORIES_PER_BATCH):
-            yield self._batch(self.windows[split][first:min(first + STORIES_PER_BATCH, stop)])
-
-    def _batch(self, windows: Sequence[tuple[int, ...]]) -> StoryBatch:
+    def batch(self, windows: Sequence[tuple[int, ...]]) -> StoryBatch:
         n, t = len(windows), self._config["frames_per_story"]
         k, size = self._config["frames_per_clip"], self._config["image_size"]
         pool = np.zeros((n, t, k, size, size, 3), dtype=np.uint8)
@@ -477,7 +451,7 @@ class PororoStoryJob:
             texts=[[c.descriptions[0] for c in cs] for cs in clips],
             story_ids=[f"{cs[0].episode}/{cs[0].number}" for cs in clips],
             labels=np.array([[c.labels for c in cs] for cs in clips], dtype=np.uint8),
-            conditions=self._conditions[np.asarray(windows, dtype=np.int64)],
+            conditions=self.conditions_of(windows),
             extra=extra,
         )
 

@@ -12,6 +12,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from sv_data.errors import SvkitError
+from sv_data.files import atomic_file
 
 ENCODER_NAME = "sentence-transformers/all-MiniLM-L6-v2"
 CONDITION_DIM = 384
@@ -62,9 +63,6 @@ def encode_cached(texts: Sequence[str], cache_dir: Path, progress: bool = True) 
     vectors = encode_texts(unique, progress)
     row = {t: i for i, t in enumerate(unique)}
     conditions = vectors[[row[t] for t in texts]] if texts else vectors
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as f:
+    with atomic_file(path) as f:
         np.save(f, conditions)
-    os.replace(tmp, path)
     return path

@@ -7,7 +7,6 @@ failed). A task whose cache file exists and names the same clips is never run ag
 """
 from __future__ import annotations
 
-import multiprocessing as mp
 import os
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -15,6 +14,9 @@ from pathlib import Path
 from typing import Iterator
 
 import numpy as np
+
+from sv_data.files import atomic_file
+from sv_data.workers import run_work
 
 
 @dataclass(frozen=True)
@@ -35,27 +37,13 @@ def run_sampling(tasks: list[VideoTask], workers: int, ray_address: str | None =
     if not tasks:
         return
     tasks = sorted(tasks, key=_task_size, reverse=True)  # long videos first, so that no worker finishes last alone
-    if ray_address is not None:
-        from sv_data.ray_runner import run_on_actors
-
-        cache_dir = Path(tasks[0].cache).parent
-        yield from run_on_actors(SamplingWork(), tasks, cache_dir, ray_address, workers, lambda n: None)
-        return
-    if workers == 1 or len(tasks) == 1:
+    if ray_address is None and (workers == 1 or len(tasks) == 1):  # here, with OpenCV's own threads
         for task in tasks:
             yield sample_to_cache(task)
         return
-    ctx = mp.get_context("spawn")  # torch may be loaded in this process; it is not fork-safe
-    pool = ctx.Pool(min(workers, len(tasks)), initializer=_init_sampler)
-    try:
-        chunk = max(1, min(16, len(tasks) // (8 * workers)))
-        yield from pool.imap_unordered(sample_to_cache, tasks, chunksize=chunk)
-        pool.close()
-    except BaseException:
-        pool.terminate()
-        raise
-    finally:
-        pool.join()
+    yield from run_work(SamplingWork(), tasks, workers, lambda n: None, ray_address=ray_address,
+                        shared_dir=Path(tasks[0].cache).parent,
+                        items_per_task=max(1, min(16, len(tasks) // (8 * workers))))
 
 
 def _task_size(task: VideoTask) -> int:
@@ -72,7 +60,7 @@ def _init_sampler() -> None:
 
 
 class SamplingWork:
-    """Phase 1 as work for Ray actors (:func:`sv_data.ray_runner.run_on_actors`): one video per item."""
+    """Phase 1 as work for worker processes or Ray actors (:func:`sv_data.workers.run_work`): one video per item."""
 
     def setup(self) -> None:
         _init_sampler()
@@ -108,11 +96,8 @@ def sample_to_cache(task: VideoTask) -> tuple[str, list[str | None]]:
         "frame_time": frame_time,
         "primary": np.array([c.primary for c in sampled], dtype=np.int64),
     }
-    cache = Path(task.cache)
-    tmp = cache.with_name(f".{cache.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
+    with atomic_file(task.cache) as f:
         np.savez(f, **arrays)
-    os.replace(tmp, cache)
     return task.video, [c.problem for c in sampled]
 
 

@@ -21,26 +21,25 @@ import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Iterator, Sequence
+from typing import Sequence
 
 import numpy as np
 
-from sv_data.build import build
-from sv_data.errors import SvkitError
-from sv_data.pororo.builder import DATASET, STORIES_PER_BATCH
+from sv_data.build import build, check_run_options
+from sv_data.errors import SvkitError, require_at_least
 from sv_data.pororo.characters import PORORO_CHARACTERS
-from sv_data.pororo.encoder import CONDITION_DIM, ENCODER_NAME, encode_cached
+from sv_data.pororo.encoder import ENCODER_NAME, encode_cached
 from sv_data.pororo.report import REPORT_NAME, Problem, count_kinds, write_report
 from sv_data.pororo.resume import claim_work_dir, finished_build
 from sv_data.pororo.safe_npy import load_npy
 from sv_data.pororo.sampling import clip_seed
+from sv_data.pororo.shard_job import CHUNK_SIZE, DATASET, MIN_IMAGE_SIZE, EncodedStoryJob
 from sv_data.shards import ExtraSpec, ShardSpec, StoryBatch
 
 SPLIT_FILES = (
     ("train_seen_unseen_ids.npy", ("train", "val", "test")),
     ("train_test_ids.npy", ("train", "test")),
 )
-CHUNK_SIZE = 200
 FrameKey = tuple[str, str]  # (episode folder, image name without .png): how paths and ids of any copy are matched
 
 
@@ -163,8 +162,8 @@ def import_storygan_pororo(options: ImportOptions) -> ImportSummary:
     root, out = Path(options.root), Path(options.out)
     if not root.is_dir():
         raise SvkitError(f"{root}: no such folder (--root)")
-    if options.image_size < 1 or options.workers < 1:
-        raise SvkitError("--image-size and --workers must be >= 1")
+    require_at_least("--image-size", options.image_size, MIN_IMAGE_SIZE)
+    check_run_options(options.workers, CHUNK_SIZE, None)
     descriptions = _by_key(load_npy(root / "descriptions.npy"), root / "descriptions.npy")
     labels = _by_key(load_npy(root / "labels.npy"), root / "labels.npy")
     images = image_folder_order(root)
@@ -260,67 +259,37 @@ def _fingerprint(root: Path) -> str:
     return digest.hexdigest()
 
 
-class ReleaseStoryJob:
-    """The :class:`sv_data.build.StoryJob` of the importer: reads the strips of each story's images."""
+class ReleaseStoryJob(EncodedStoryJob):
+    """The :class:`sv_data.build.StoryJob` of the importer: reads the strips of each story's images. A story is
+    (its index in the release's story list, the rows of ``frames`` of its images)."""
 
     def __init__(self, config: dict, root: str, frames: list[ReleaseFrame],
                  stories: dict[str, list[tuple[int, tuple[int, ...]]]], conditions: str):
-        self._config = config
+        super().__init__(config, stories, conditions)
         self.root = root
         self.frames = frames
-        self.stories_by_split = stories
-        self.conditions_path = conditions
         self.frames_per_story = len(next(iter(stories.values()))[0][1])
         self.pool = max(f.strip for f in frames)
         self.max_captions = max(len(f.captions) for f in frames)
-        self._conditions: np.ndarray | None = None
-
-    def __getstate__(self):
-        return {**self.__dict__, "_conditions": None}
-
-    def config(self) -> dict:
-        return self._config
 
     def spec(self, split: str) -> ShardSpec:
         size = self._config["image_size"]
         t, k = self.frames_per_story, self.pool
-        return ShardSpec(
-            dataset=DATASET,
-            split=split,
-            frames_per_story=t,
-            image_size=(size, size),
-            label_names=PORORO_CHARACTERS,
-            condition_dim=CONDITION_DIM,
-            build_config=self._config,
-            condition_kind="sentence-embedding",
-            labels_in_condition=True,
-            extras={
-                "story_index": ExtraSpec((), "int64", "index of the story in the release's story list (img_cache4)"),
-                "frame_id": ExtraSpec((t,), "str",
-                                      "image of each frame: its path under the release root, without .png"),
-                "descriptions": ExtraSpec((t, self.max_captions), "str",
-                                          "every caption of each frame, padded with empty strings; texts holds the "
-                                          "first"),
-                "frame_pool": ExtraSpec((t, k, size, size, 3), "uint8",
-                                        "all frames of each image's strip, in strip order; a strip of fewer than "
-                                        f"{k} frames repeats its frames (see frame_count)"),
-                "frame_count": ExtraSpec((t,), "int64", "frames in each image's strip"),
-                "strip_frame": ExtraSpec((t,), "int64",
-                                         "which strip frame (from 0) images holds: a seeded draw among those that "
-                                         "are not one flat colour"),
-            },
-        )
+        return self.shard_spec(split, t, PORORO_CHARACTERS, {
+            "story_index": ExtraSpec((), "int64", "index of the story in the release's story list (img_cache4)"),
+            "frame_id": ExtraSpec((t,), "str", "image of each frame: its path under the release root, without .png"),
+            "descriptions": ExtraSpec((t, self.max_captions), "str",
+                                      "every caption of each frame, padded with empty strings; texts holds the first"),
+            "frame_pool": ExtraSpec((t, k, size, size, 3), "uint8",
+                                    "all frames of each image's strip, in strip order; a strip of fewer than "
+                                    f"{k} frames repeats its frames (see frame_count)"),
+            "frame_count": ExtraSpec((t,), "int64", "frames in each image's strip"),
+            "strip_frame": ExtraSpec((t,), "int64",
+                                     "which strip frame (from 0) images holds: a seeded draw among those that are "
+                                     "not one flat colour"),
+        })
 
-    def setup(self) -> None:
-        self._conditions = np.load(self.conditions_path, mmap_mode="r")
-
-    def stories(self, split: str, start: int, stop: int) -> Iterator[StoryBatch]:
-        if self._conditions is None:
-            self.setup()
-        for first in range(start, stop, STORIES_PER_BATCH):
-            yield self._batch(self.stories_by_split[split][first:min(first + STORIES_PER_BATCH, stop)])
-
-    def _batch(self, stories: Sequence[tuple[int, tuple[int, ...]]]) -> StoryBatch:
+    def batch(self, stories: Sequence[tuple[int, tuple[int, ...]]]) -> StoryBatch:
         import cv2
 
         from sv_data.pororo.video import square_resize
@@ -350,7 +319,7 @@ class ReleaseStoryJob:
             texts=[[f.captions[0] for f in fs] for fs in frames],
             story_ids=[fs[0].id for fs in frames],
             labels=np.array([[f.labels for f in fs] for fs in frames], dtype=np.uint8),
-            conditions=self._conditions[np.array([rows for _, rows in stories], dtype=np.int64)],
+            conditions=self.conditions_of([rows for _, rows in stories]),
             extra={
                 "story_index": np.array([index for index, _ in stories], dtype=np.int64),
                 "frame_id": np.array([[f.id for f in fs] for fs in frames], dtype=object),

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
+from sv_data.files import write_text
+
 REPORT_NAME = "report.tsv"
 REPORT_COLUMNS = ("skipped", "line", "episode", "clip", "video", "reason")
 
@@ -46,17 +48,13 @@ def printable(value: str) -> str:
 
 def write_report(path: os.PathLike | str, problems: Iterable[Problem], header_notes: Iterable[str] = ()) -> Path:
     """Write the report as tab-separated text (atomically). ``header_notes`` become leading ``#`` lines."""
-    path = Path(path)
     buffer = io.StringIO()
     for note in header_notes:
         buffer.write(f"# {note}\n")
     writer = csv.writer(buffer, delimiter="\t", lineterminator="\n")
     writer.writerow(REPORT_COLUMNS)
     writer.writerows(p.row() for p in problems)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(buffer.getvalue(), encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    return write_text(path, buffer.getvalue())
 
 
 def count_kinds(problems: Iterable[Problem]) -> str:

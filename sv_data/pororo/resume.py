@@ -7,10 +7,10 @@ build with other options; ``OUT/build.json`` (written by :func:`sv_data.build.bu
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
-from sv_data.build import BUILD_RECORD, BuildError
+from sv_data.build import BUILD_RECORD, check_same_options, read_record
+from sv_data.files import write_json
 from sv_data.pororo.report import REPORT_NAME
 
 WORK_DIR = "work"
@@ -34,26 +34,10 @@ def claim_work_dir(out: Path, config: dict) -> Path:
     """Refuse to resume from, or into, a build with other options; note this build's options in the work folder."""
     work = out / WORK_DIR
     for record_path, key in ((out / BUILD_RECORD, "config"), (work / "config.json", None)):
-        if not record_path.exists():
-            continue
-        try:
-            previous = json.loads(record_path.read_text())
-        except json.JSONDecodeError:
-            raise BuildError(f"{record_path}: not valid JSON; delete it or use another --out") from None
-        previous = (previous.get(key) if key else previous) or {}
-        if previous != config:
-            changed = sorted(k for k in config.keys() | previous.keys() if config.get(k) != previous.get(k))
-            # The videos folder is the one difference that no option's value on the command line shows.
-            source = f", it was made from --videos {previous['videos']}" if "videos" in changed and \
-                previous.get("videos") else ""
-            raise BuildError(
-                f"{out}: holds a build with other options ({', '.join(changed)} differ{source}); re-run with the "
-                "same options to resume, or choose another --out"
-            )
-    work.mkdir(parents=True, exist_ok=True)
+        if record_path.exists():
+            previous = read_record(record_path)
+            check_same_options(out, config, (previous.get(key) if key else previous) or {})
     marker = work / "config.json"
-    if not marker.exists():
-        tmp = marker.with_name(f".config.json.{os.getpid()}.tmp")  # array jobs may get here at the same time
-        tmp.write_text(json.dumps(config, indent=2, sort_keys=True))
-        os.replace(tmp, marker)
+    if not marker.exists():  # array jobs may get here at the same time: each writes through its own temporary name
+        write_json(marker, config, sort_keys=True)
     return work

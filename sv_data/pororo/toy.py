@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from sv_data.files import atomic_file
 from sv_data.pororo import video  # noqa: F401  (first: it quietens FFmpeg before cv2 loads)
 from sv_data.pororo.characters import PORORO_CHARACTERS
 
@@ -65,7 +66,7 @@ def write_toy_show(folder: Path, episodes: int = 3, clips_per_episode: int = 8, 
             t += length
         writer.release()
     table = Path(folder) / "clips.csv"
-    with open(table, "w", newline="", encoding="utf-8") as f:
+    with atomic_file(table, "w", newline="", encoding="utf-8") as f:
         csv.writer(f).writerows(rows)
     return videos, table
 
