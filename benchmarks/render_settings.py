@@ -1,7 +1,7 @@
 """Where a CLEVR-SV frame's render time goes: one renderer and one scene, each Cycles setting timed over
 ``--frames`` whole frames in ``--rounds`` interleaved rounds, the best round kept (a shared machine's neighbours
 only ever slow a round down). The process keeps to as many cores as the setting has threads, as a build's
-workers do (sv_data.build.pin_to_share); a lone one-thread render free to roam is slower.
+workers do (sv_data.workers.pin_to_share); a lone one-thread render free to roam is slower.
 
     python benchmarks/render_settings.py              # 64x64, 16 frames, 3 rounds
 """
