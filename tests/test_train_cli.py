@@ -100,7 +100,7 @@ def test_bad_inputs_end_with_one_line_and_status_2(trained, tmp_path):
     code, output = run("generate", "-c", checkpoint, "--texts", "--index", 0, "a", "b", "--out", tmp_path / "x.png")
     assert code == 2 and "--index picks a story of --data" in output
     code, output = run("train", shard, "--out", tmp_path / "e", *TINY, "--story-batch", 1)
-    assert code == 2 and "--story-batch must be at least 2, got 1" in output
+    assert code == 2 and "--story-batch 1: must be at least 2" in output
     lonely = squares_shard(tmp_path / "lonely.h5", stories=1, size=16)
     code, output = run("train", lonely, "--out", tmp_path / "f", "--max-steps", 1, *TINY)
     assert code == 2 and "1 stories are too few" in output and len(output.strip().splitlines()) == 1
@@ -126,7 +126,8 @@ def test_imagegan_baseline_trains_and_generates(tmp_path):
 
 def pororo_like_shard(path, stories=6, size=16):
     """A shard shaped like Pororo-SV: sentence-embedding conditions, the nine characters as labels."""
-    spec = ShardSpec("pororo-sv", "train", 4, (size, size), PORORO_CHARACTERS, CONDITION_DIM)
+    spec = ShardSpec("pororo-sv", "train", 4, (size, size), PORORO_CHARACTERS, CONDITION_DIM,
+                     condition_kind="sentence-embedding", labels_in_condition=True)
     rng = np.random.default_rng(0)
     with ShardWriter(path, spec) as writer:
         writer.append(StoryBatch(
