@@ -170,7 +170,7 @@ def test_a_checkpoint_of_another_dataset_is_refused(checkpoints, tiny_clevr, tmp
 
 
 def clevr_shard_without_masks(path: Path) -> Path:
-    spec = ShardSpec("clevr-sv", "train", 4, (8, 8), ("cube",), 75)
+    spec = ShardSpec("clevr-sv", "train", 4, (8, 8), ("cube",), 75, condition_kind="clevr-objects")
     with ShardWriter(path, spec) as writer:
         rng = np.random.default_rng(0)
         writer.append(StoryBatch(rng.integers(0, 255, (2, 4, 8, 8, 3)), [["a"] * 4] * 2, ["s0", "s1"],
