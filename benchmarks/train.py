@@ -19,10 +19,11 @@ import numpy as np
 import torch
 
 from sv_data.shards import ShardSpec, ShardWriter, StoryBatch, read_info
-from sv_model.data import FRAME_STREAM, STORY_STREAM, default_workers, labels_belong_in_condition, stream_loader, to_device
+from sv_model.data import FRAME_STREAM, STORY_STREAM, default_workers, stream_loader, to_device
 from sv_model.devices import resolve_device
 from sv_model.networks import ModelConfig
-from sv_model.training_loop import Hyperparameters, Trainer
+from sv_model.options import Hyperparameters
+from sv_model.trainer import Trainer
 
 FRAMES, LABELS, CONDITION_DIM = 4, tuple(f"attribute{i}" for i in range(18)), 18
 
@@ -95,8 +96,8 @@ def main():
         shard = args.shard or synthetic_shard(Path(tmp) / "train.h5", args.stories, args.image_size)
         info = read_info(shard)
         config = ModelConfig(args.model, info.spec.dataset, info.frames_per_story, info.spec.condition_dim,
-                             info.spec.label_names, labels_belong_in_condition(info), args.image_size,
-                             g_width=args.g_width, d_width=args.d_width)
+                             info.spec.label_names, info.spec.labels_in_condition, args.image_size,
+                             g_width=args.g_width, d_width=args.d_width, condition_kind=info.spec.condition_kind)
         torch.manual_seed(0)
         trainer = Trainer(config, Hyperparameters(), steps_per_epoch=1000, device=device)
         params = sum(p.numel() for net in trainer.nets.modules().values() for p in net.parameters())

@@ -83,19 +83,16 @@ def evaluate(checkpoint: Path, data: Path, out: Path, evaluator: Path | None, me
     object scores (CLEVR-SV) or character F1 and frame accuracy (Pororo-SV), FID and svkit's evaluator Fréchet
     distance. Definitions: docs/evaluation.md."""
     from sv_model.devices import resolve_device
+    from sv_model.evaluation.evaluate import evaluate as run
     from sv_model.evaluation.evaluators import load_evaluator
-    from sv_model.evaluation.provenance import write_json_atomically
-    from sv_model.evaluation.report import evaluate as run, format_table
+    from sv_model.evaluation.report import format_table, write_report
     from sv_model.generate import load_generator
 
     target = resolve_device(device)
     generator = load_generator(checkpoint, device=str(target))
     scorer = load_evaluator(evaluator, device=str(target)) if evaluator is not None else None
     report = run(generator, data, evaluator=scorer, metrics=metrics, device=target, **options)
-    table = format_table(report)
-    write_json_atomically(report, out)
-    table_path = out.with_suffix(".txt")
-    table_path.write_text(table + "\n")
-    click.echo(table)
+    table_path = write_report(report, out)
+    click.echo(format_table(report))
     click.echo(f"wrote {out} and {table_path}")
 

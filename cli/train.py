@@ -1,4 +1,5 @@
-"""``sv-model train`` and ``sv-model generate``: thin click wrappers over sv_model.train and sv_model.generate."""
+"""``sv-model train`` and ``sv-model generate``: thin click wrappers over sv_model.training_loop and
+sv_model.generate. The options' defaults are TrainOptions' (sv_model.options, which imports no PyTorch)."""
 from __future__ import annotations
 
 import os
@@ -8,6 +9,7 @@ import click
 
 from cli.common import CommandError
 from cli.defaults import ENV_PREFIX
+from sv_model.options import DEFAULT_EPOCHS, DEFAULT_IMAGE_SIZE, TrainOptions
 
 DEVICES = click.Choice(["auto", "cpu", "cuda"])
 SHARD = click.Path(path_type=Path, dir_okay=False)
@@ -25,38 +27,55 @@ SHARD = click.Path(path_type=Path, dir_okay=False)
 @click.option("--evaluator", type=click.Path(path_type=Path, file_okay=False),
               help="Evaluator folder of sv-model train-evaluator: its F1 on the --val stories (object F1 on "
                    "CLEVR-SV, character F1 otherwise) is logged and picks best.pt instead of SSIM.")
-@click.option("--epochs", type=int, help="Epochs of the story stream (default 120 unless --max-steps is given).")
+@click.option("--epochs", type=int,
+              help=f"Epochs of the story stream (default {DEFAULT_EPOCHS} unless --max-steps is given).")
 @click.option("--max-steps", type=int, help="Train for this many steps in all instead of --epochs.")
-@click.option("--device", type=DEVICES, default="auto", help="auto: the GPU if CUDA has one, else the CPU.")
-@click.option("--model", type=click.Choice(["storygan", "imagegan"]), default="storygan",
+@click.option("--device", type=DEVICES, default=TrainOptions.device,
+              help="auto: the GPU if CUDA has one, else the CPU.")
+@click.option("--model", type=click.Choice(["storygan", "imagegan"]), default=TrainOptions.model,
               help="imagegan: the paper's baseline without story encoder, context encoder and story discriminator.")
 @click.option("--image-size", type=int,
               help="Frame size the model draws (a power of two >= 8); shard frames of another size are resized "
-                   "to it. Without it the model draws 64x64 and the shard must hold 64x64 frames.")
-@click.option("--g-width", type=int, default=64, help="Generator width (channels of its last 4x4 layer / 8).")
-@click.option("--d-width", type=int, default=64, help="Discriminators' width (channels of their first layer).")
-@click.option("--noise-dim", type=int, default=100, help="Size of the per-frame noise.")
-@click.option("--story-batch", type=int, default=24, help="Stories per batch (story discriminator stream).")
-@click.option("--image-batch", type=int, default=60, help="Single frames per batch (image discriminator stream).")
-@click.option("--lr", type=float, default=2e-4, help="Adam learning rate of all networks (betas 0.5, 0.999).")
-@click.option("--lr-decay-epochs", type=int, default=20, help="Halve the learning rate every this many epochs.")
-@click.option("--g-updates", type=int, default=2, help="Generator updates per discriminator update.")
-@click.option("--kl-weight", type=float, default=1.0, help="Weight of the story code's KL term.")
-@click.option("--label-weight", type=float, default=1.0, help="Weight of the auxiliary label classification loss.")
-@click.option("--labels-in-condition/--no-labels-in-condition", default=None,
+                   f"to it. Without it the model draws {DEFAULT_IMAGE_SIZE}x{DEFAULT_IMAGE_SIZE} and the shard "
+                   "must hold frames of that size.")
+@click.option("--g-width", type=int, default=TrainOptions.g_width,
+              help="Generator width (channels of its last 4x4 layer / 8).")
+@click.option("--d-width", type=int, default=TrainOptions.d_width,
+              help="Discriminators' width (channels of their first layer).")
+@click.option("--noise-dim", type=int, default=TrainOptions.noise_dim, help="Size of the per-frame noise.")
+@click.option("--story-batch", type=int, default=TrainOptions.story_batch,
+              help="Stories per batch (story discriminator stream).")
+@click.option("--image-batch", type=int, default=TrainOptions.image_batch,
+              help="Single frames per batch (image discriminator stream).")
+@click.option("--lr", type=float, default=TrainOptions.lr,
+              help="Adam learning rate of all networks (betas 0.5, 0.999).")
+@click.option("--lr-decay-epochs", type=int, default=TrainOptions.lr_decay_epochs,
+              help="Halve the learning rate every this many epochs.")
+@click.option("--g-updates", type=int, default=TrainOptions.g_updates,
+              help="Generator updates per discriminator update.")
+@click.option("--kl-weight", type=float, default=TrainOptions.kl_weight, help="Weight of the story code's KL term.")
+@click.option("--label-weight", type=float, default=TrainOptions.label_weight,
+              help="Weight of the auxiliary label classification loss.")
+@click.option("--labels-in-condition/--no-labels-in-condition", default=TrainOptions.labels_in_condition,
               help="Append each frame's labels to its condition [default: as the shard says; yes for Pororo-SV].")
-@click.option("--seed", type=int, default=0, help="Seed of initialisation, noise and data order.")
+@click.option("--seed", type=int, default=TrainOptions.seed, help="Seed of initialisation, noise and data order.")
 @click.option("--workers", type=int, help="DataLoader workers per stream [default: a quarter of the cores, 1..4].")
-@click.option("--checkpoint-every", type=int, default=500, help="Steps between checkpoints (and validations).")
-@click.option("--sample-every", type=int, default=500, help="Steps between samples/step_XXXXXX.png.")
-@click.option("--log-every", type=int, default=10, help="Steps between log lines (TensorBoard, metrics.jsonl).")
-@click.option("--keep", type=int, default=3, help="Numbered checkpoints to keep (best.pt is kept besides).")
-@click.option("--val-stories", type=int, default=256, help="Validation stories scored at each checkpoint.")
-@click.option("--sample-stories", type=int, default=4, help="Stories drawn in each samples/ sheet.")
-@click.option("--progress/--no-progress", default=True, help="Show a progress bar.")
+@click.option("--checkpoint-every", type=int, default=TrainOptions.checkpoint_every,
+              help="Steps between checkpoints (and validations).")
+@click.option("--sample-every", type=int, default=TrainOptions.sample_every,
+              help="Steps between samples/step_XXXXXX.png.")
+@click.option("--log-every", type=int, default=TrainOptions.log_every,
+              help="Steps between log lines (TensorBoard, metrics.jsonl).")
+@click.option("--keep", type=int, default=TrainOptions.keep,
+              help="Numbered checkpoints to keep (best.pt is kept besides).")
+@click.option("--val-stories", type=int, default=TrainOptions.val_stories,
+              help="Validation stories scored at each checkpoint.")
+@click.option("--sample-stories", type=int, default=TrainOptions.sample_stories,
+              help="Stories drawn in each samples/ sheet.")
+@click.option("--progress/--no-progress", default=TrainOptions.progress, help="Show a progress bar.")
 @click.option("--gpus", type=int, default=1,
               help="Train data-parallel on N GPUs of this machine: runs `python -m torch.distributed.run "
-                   "--standalone --nproc-per-node N -m sv_model.train` with the other options. Batch sizes are "
+                   "--standalone --nproc-per-node N -m cli.model train` with the other options. Batch sizes are "
                    "per GPU. With --device cpu: N CPU processes (gloo).")
 def train(train_shard: Path, out: Path | None, val: Path | None, evaluator: Path | None, gpus: int, **options):
     """Train StoryGAN on TRAIN_SHARD (a shard of format v1: CLEVR-SV, Pororo-SV, ...).
@@ -70,7 +89,7 @@ def train(train_shard: Path, out: Path | None, val: Path | None, evaluator: Path
 
         os.environ.pop(f"{ENV_PREFIX}_TRAIN_GPUS", None)  # or each process it starts would launch its own N
         raise SystemExit(distributed.launch(gpus, options["device"], _arguments_without_gpus()))
-    from sv_model.train import TrainOptions, train as run_training
+    from sv_model.training_loop import train as run_training
 
     paths = {"val": val, "evaluator": evaluator}
     result = run_training(TrainOptions(train=str(train_shard), out=str(out),

@@ -18,13 +18,13 @@ from __future__ import annotations
 import os
 import random
 import re
-import uuid
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from sv_data.errors import SvkitError
+from sv_data.files import atomic_file
 
 FORMAT = "svkit-storygan"
 VERSION = 1
@@ -37,18 +37,10 @@ class CheckpointError(SvkitError):
 
 
 def save_atomically(payload: dict, path: Path) -> Path:
-    """torch.save to a hidden temporary file beside ``path``, flushed to disk, then renamed into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            torch.save(payload, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    """torch.save, atomically and durably (sv_data.files)."""
+    with atomic_file(path) as f:
+        torch.save(payload, f)
+    return Path(path)
 
 
 def load(path: os.PathLike | str, map_location="cpu") -> dict:
@@ -57,8 +49,9 @@ def load(path: os.PathLike | str, map_location="cpu") -> dict:
         raise CheckpointError(f"{path}: no such checkpoint file")
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as exc:  # truncated file, not a torch file, or pickled objects beyond plain values
-        raise CheckpointError(f"{path}: not a readable checkpoint ({type(exc).__name__}: {str(exc).splitlines()[0]})")
+    except Exception:  # truncated file, not a torch file, or pickled objects beyond plain values
+        # torch's own message would suggest weights_only=False: never the advice for a file from elsewhere.
+        raise CheckpointError(f"{path}: not a readable checkpoint (truncated or damaged?)") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not an svkit StoryGAN checkpoint")
     if payload.get("version") != VERSION:

@@ -22,45 +22,55 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from sv_data.errors import SvkitError
-from sv_data.shards import ShardInfo, read_info
+from sv_data.shards import ShardInfo, ShardReader, iter_blocks, read_info
 from sv_data.torch_data import FRAME_POOL, StoryDataset
+from sv_model.options import DEFAULT_IMAGE_SIZE
 
 STORY_STREAM, FRAME_STREAM = 0, 1
-LABELS_IN_CONDITION_DATASETS = ("pororo-sv",)
-LABELS_IN_CONDITION_KEY = "labels_in_condition"  # a build_config flag by which any shard can ask for the same
-
-
-def labels_belong_in_condition(info: ShardInfo) -> bool:
-    """Pororo-SV's conditions are sentence embeddings that name no characters reliably, so the original appended
-    the frame's character labels to them; any shard can ask for the same with build_config[labels_in_condition]."""
-    return info.spec.dataset in LABELS_IN_CONDITION_DATASETS or bool(info.spec.build_config.get(LABELS_IN_CONDITION_KEY))
+CONDITION_CHECK_BLOCK = 1024  # stories whose conditions are read at a time when a shard is checked for NaNs
 
 
 def open_training_shard(path: os.PathLike | str, image_size: int | None, role: str = "training") -> ShardInfo:
-    """Read and check a shard's header: format v1 (read_info checks it), not empty, frames the model can use."""
+    """Read and check a shard: format v1 (read_info checks it), not empty, frames the model can use, and finite
+    conditions (one NaN would turn every loss into NaN)."""
     info = read_info(path)
     if info.num_stories == 0:
         raise SvkitError(f"{path}: the shard holds no stories, nothing to use for {role}")
     h, w = info.image_size
-    if image_size is None and (h, w) != (64, 64):
+    if image_size is None and (h, w) != (DEFAULT_IMAGE_SIZE, DEFAULT_IMAGE_SIZE):
         raise SvkitError(
-            f"{path}: frames are {h}x{w} but the model draws 64x64; pass --image-size N to train at N x N "
-            f"(frames are resized to it)"
+            f"{path}: frames are {h}x{w} but the model draws {DEFAULT_IMAGE_SIZE}x{DEFAULT_IMAGE_SIZE}; pass "
+            f"--image-size N to train at N x N (frames are resized to it)"
         )
+    with ShardReader(path) as reader:
+        for start, stop in iter_blocks(info.num_stories, CONDITION_CHECK_BLOCK):
+            finite = np.isfinite(reader.read("conditions", np.arange(start, stop)))
+            if not finite.all():
+                story = start + int(np.argwhere(~finite)[0][0])
+                raise SvkitError(f"{path}: the conditions of story {story} hold NaN or infinite values; "
+                                 f"the shard cannot be used for {role}")
     return info
 
 
-def check_same_kind(reference: ShardInfo, other: ShardInfo) -> None:
-    """The validation shard must hold the same kind of stories as the training shard."""
-    a, b = reference.spec, other.spec
-    for what, mine, theirs in (
-        ("dataset", a.dataset, b.dataset),
-        ("frames per story", a.frames_per_story, b.frames_per_story),
-        ("condition size", a.condition_dim, b.condition_dim),
-        ("labels", list(a.label_names), list(b.label_names)),
-    ):
-        if mine != theirs:
-            raise SvkitError(f"{other.path}: {what} is {theirs}, but {mine} in the training shard {reference.path}")
+def story_kind(dataset: str, condition_kind: str, frames: int, condition_dim: int, label_names) -> dict:
+    """What must agree for a model to draw, or to be validated on, the stories of a shard."""
+    return {"dataset": dataset, "condition kind": condition_kind, "frames per story": frames,
+            "condition size": condition_dim, "labels": list(label_names)}
+
+
+def shard_story_kind(info: ShardInfo) -> dict:
+    spec = info.spec
+    return story_kind(spec.dataset, spec.condition_kind, spec.frames_per_story, spec.condition_dim, spec.label_names)
+
+
+def check_same_kind(info: ShardInfo, expected: dict, expected_in: str, error: type[SvkitError] = SvkitError) -> None:
+    """Raise ``error`` unless the shard's stories are of the kind ``expected`` (:func:`story_kind`) of what
+    ``expected_in`` names (the training shard, a model)."""
+    theirs = shard_story_kind(info)
+    for what, ours in expected.items():
+        if theirs[what] != ours:
+            raise error(f"{info.path}: does not fit {expected_in}: {what} is {theirs[what]} in the shard, {ours} in "
+                        f"{expected_in}")
 
 
 def stream_batch(size: int, batch_size: int, seed: int, stream: int, k: int) -> np.ndarray:

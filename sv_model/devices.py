@@ -1,5 +1,7 @@
-"""Which device a command runs on."""
+"""Which device a command runs on, and the precision it computes in."""
 from __future__ import annotations
+
+from contextlib import nullcontext
 
 import torch
 
@@ -25,3 +27,10 @@ def resolve_device(name: str) -> torch.device:
     elif device.type != "cpu":
         raise SvkitError(f"--device {name}: unsupported device type (use {', '.join(DEVICE_CHOICES)})")
     return device
+
+
+def autocast(device: torch.device):
+    """bf16 autocast on CUDA; full precision elsewhere."""
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return nullcontext()

@@ -1,6 +1,6 @@
 """Data-parallel training with torchrun: the process group, identical networks, and averaged gradients.
 
-``torchrun --nproc-per-node N -m sv_model.train ...`` starts N processes and tells each its RANK, WORLD_SIZE and
+``torchrun --nproc-per-node N -m cli.model train ...`` starts N processes and tells each its RANK, WORLD_SIZE and
 LOCAL_RANK. Without these variables (or with WORLD_SIZE 1) every function here is a no-op, so the one-process
 path runs the same code.
 
@@ -134,7 +134,7 @@ def barrier() -> None:
 
 
 def launch(processes: int, device_name: str, module_args: list[str]) -> int:
-    """Run ``python -m torch.distributed.run --standalone --nproc-per-node N -m sv_model.train ARGS`` and return
+    """Run ``python -m torch.distributed.run --standalone --nproc-per-node N -m cli.model train ARGS`` and return
     its exit status. N processes need N CUDA devices, except with ``--device cpu`` (N CPU processes, gloo)."""
     if processes < 1:
         raise SvkitError(f"--gpus must be at least 1, got {processes}")
@@ -148,5 +148,5 @@ def launch(processes: int, device_name: str, module_args: list[str]) -> int:
                 f"(--device cpu --gpus {processes} runs {processes} CPU processes instead)"
             )
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={processes}",
-               "-m", "sv_model.train", *module_args]
+               "-m", "cli.model", "train", *module_args]
     return subprocess.call(command)

@@ -7,29 +7,25 @@
 from __future__ import annotations
 
 import os
-import uuid
-from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from sv_data.errors import SvkitError
+from sv_data.files import atomic_path
 from sv_data.shards import ShardInfo
 from sv_model import checkpoint
-from sv_model.devices import resolve_device
+from sv_model.data import check_same_kind, resize, story_kind
+from sv_model.devices import autocast, resolve_device
 from sv_model.networks import Generator, ModelConfig, StoryNoise, story_conditions
+
+
+SENTENCE_EMBEDDING = "sentence-embedding"  # the condition kind of shards whose conditions svkit's encoder gives
 
 
 class IncompatibleShardError(SvkitError):
     """A shard whose stories the model cannot draw (another dataset, frame count, condition size or labels)."""
-
-
-def autocast(device: torch.device):
-    """bf16 autocast on CUDA; full precision elsewhere."""
-    if device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return nullcontext()
 
 
 def to_uint8(images: torch.Tensor) -> torch.Tensor:
@@ -94,23 +90,9 @@ class StoryGenerator:
     def check_compatible(self, info: ShardInfo) -> None:
         """Raise :class:`IncompatibleShardError` if the shard's stories are not what the model was trained on.
         Frames of another size are allowed: compare them to generated frames after resizing."""
-        spec = info.spec
-        differences = [
-            (what, theirs, ours)
-            for what, theirs, ours in (
-                ("dataset", spec.dataset, self.dataset),
-                ("frames per story", spec.frames_per_story, self.frames_per_story),
-                ("condition size", spec.condition_dim, self.condition_dim),
-                ("labels", list(spec.label_names), list(self.label_names)),
-            )
-            if theirs != ours
-        ]
-        if differences:
-            what, theirs, ours = differences[0]
-            raise IncompatibleShardError(
-                f"{info.path}: does not fit the model in {self.checkpoint}: {what} is {theirs} in the shard, "
-                f"{ours} in the model"
-            )
+        c = self.config
+        expected = story_kind(c.dataset, c.condition_kind, c.frames, c.condition_dim, c.label_names)
+        check_same_kind(info, expected, f"the model in {self.checkpoint}", IncompatibleShardError)
 
     def generate(self, conditions: np.ndarray, labels: np.ndarray, seed: int, batch_size: int = 64) -> np.ndarray:
         """(n, T, D) float32 conditions and (n, T, L) uint8 labels -> uint8 frames (n, T, H, W, 3).
@@ -161,21 +143,13 @@ def story_sheet(generated: np.ndarray, real: np.ndarray | None = None) -> np.nda
 
 
 def save_story_sheet(path: os.PathLike | str, generated: np.ndarray, real: np.ndarray | None = None) -> Path:
-    """Write :func:`story_sheet` as a PNG, atomically (temporary file, then rename)."""
+    """Write :func:`story_sheet` as a PNG, atomically and durably."""
     from PIL import Image
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
+    with atomic_path(path) as tmp:
         Image.fromarray(story_sheet(generated, real)).save(tmp, format="PNG")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return path
-
-
-TEXT_CONDITIONED_DATASETS = ("pororo-sv",)  # conditions are sv_data.pororo.encoder sentence embeddings
 
 
 def generate_from_shard(
@@ -184,7 +158,6 @@ def generate_from_shard(
     """Draw stories ``indices`` of a shard and write them beside their real frames (resized to the model's size
     where the shard's differ) as a PNG sheet."""
     from sv_data.shards import ShardReader
-    from sv_model.data import resize
 
     with ShardReader(shard) as reader:
         generator.check_compatible(reader.info)
@@ -202,10 +175,11 @@ def generate_from_texts(generator: StoryGenerator, texts: list[str], seed: int =
     """A new story from one sentence per frame, for models whose conditions are sentence embeddings (Pororo-SV):
     the texts go through the builder's encoder, and a frame's labels are the characters its sentence names.
     Returns uint8 (1, T, H, W, 3)."""
-    if generator.dataset not in TEXT_CONDITIONED_DATASETS:
+    if generator.config.condition_kind != SENTENCE_EMBEDDING:
         raise SvkitError(
             f"{generator.checkpoint}: the model was trained on {generator.dataset!r}, whose conditions are not "
-            f"sentence embeddings; --texts works for {', '.join(TEXT_CONDITIONED_DATASETS)} models (use --data)"
+            f"sentence embeddings; --texts works for models of shards whose condition kind is {SENTENCE_EMBEDDING} "
+            "(Pororo-SV; use --data)"
         )
     if len(texts) != generator.frames_per_story:
         raise SvkitError(f"--texts: the model draws stories of {generator.frames_per_story} frames, got {len(texts)} texts")

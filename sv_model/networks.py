@@ -23,6 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from sv_data.shards import _LEGACY_CONDITION_KINDS
+
 MODELS = ("storygan", "imagegan")
 CODE_DIM = 128  # story state h_t, i_t and the discriminators' condition embeddings
 GIST_CHANNELS = 4  # output channels of the Text2Gist convolution
@@ -43,6 +45,7 @@ class ModelConfig:
     noise_dim: int = 100
     g_width: int = 64
     d_width: int = 64
+    condition_kind: str = "other"  # the training shard's (sv_data.shards.CONDITION_KINDS): what its conditions are
 
     def __post_init__(self):
         if self.model not in MODELS:
@@ -80,6 +83,8 @@ class ModelConfig:
         known = {f.name for f in fields(cls)}
         kwargs = {k: v for k, v in values.items() if k in known}
         kwargs["label_names"] = tuple(kwargs["label_names"])
+        # Checkpoints from before the shards said what their conditions are: as sv_data reads such old shards.
+        kwargs.setdefault("condition_kind", _LEGACY_CONDITION_KINDS.get(kwargs["dataset"], "other"))
         return cls(**kwargs)
 
 

@@ -14,8 +14,8 @@ from cli.model import main
 from sv_data.shards import ShardReader, ShardSpec, ShardWriter, StoryBatch
 from sv_model.evaluation.clevr_objects import objects_from_conditions
 from sv_model.evaluation.evaluators import ATTRIBUTES, load_evaluator
-from sv_model.evaluation.report import METRIC_GROUPS
-from sv_model.train import TrainOptions, train
+from sv_model.evaluation.evaluate import METRIC_GROUPS
+from sv_model.training_loop import TrainOptions, train
 
 EVALUATOR_BUILD = {"train": 160, "test": 40}  # real renders, 4 samples: about a minute on two cores
 TINY_MODEL = dict(max_steps=2, device="cpu", g_width=4, d_width=4, story_batch=4, image_batch=8, workers=0,
@@ -170,7 +170,7 @@ def test_a_checkpoint_of_another_dataset_is_refused(checkpoints, tiny_clevr, tmp
 
 
 def clevr_shard_without_masks(path: Path) -> Path:
-    spec = ShardSpec("clevr-sv", "train", 4, (8, 8), ("cube",), 75)
+    spec = ShardSpec("clevr-sv", "train", 4, (8, 8), ("cube",), 75, condition_kind="clevr-objects")
     with ShardWriter(path, spec) as writer:
         rng = np.random.default_rng(0)
         writer.append(StoryBatch(rng.integers(0, 255, (2, 4, 8, 8, 3)), [["a"] * 4] * 2, ["s0", "s1"],

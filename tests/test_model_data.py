@@ -15,13 +15,13 @@ from sv_data.shards import ShardSpec, ShardWriter, StoryBatch, read_info
 from sv_model.data import (
     FRAME_STREAM,
     STORY_STREAM,
-    labels_belong_in_condition,
     open_training_shard,
     stream_batch,
     stream_loader,
     to_device,
 )
 from sv_model.networks import ModelConfig, story_conditions
+from sv_model.training_loop import TrainOptions, train
 
 COLOURS = np.array([[220, 40, 40], [40, 200, 60], [40, 80, 230], [230, 210, 40]], np.uint8)
 COLOUR_NAMES = ("red", "green", "blue", "yellow")
@@ -37,11 +37,11 @@ def one_cpu_thread():
 
 
 def squares_shard(path: Path, stories: int = 12, size: int = 32, frames: int = 4, seed: int = 0,
-                  dataset: str = "squares", build_config: dict | None = None) -> Path:
+                  dataset: str = "squares", build_config: dict | None = None, **kinds) -> Path:
     """Frame k of a story shows the squares of frames 0..k; its condition is (colour one-hot, x, y) of square k
-    and its labels the colours visible."""
+    and its labels the colours visible. ``kinds``: the spec's condition_kind and labels_in_condition."""
     spec = ShardSpec(dataset, "train", frames, (size, size), COLOUR_NAMES, len(COLOURS) + 2,
-                     build_config=build_config or {"maker": "tests"})
+                     build_config=build_config or {"maker": "tests"}, **kinds)
     rng = np.random.default_rng(seed)
     images = np.empty((stories, frames, size, size, 3), np.uint8)
     labels = np.zeros((stories, frames, len(COLOURS)), np.uint8)
@@ -117,16 +117,29 @@ def test_device_batch_is_float_in_minus_one_to_one_at_the_model_size(tmp_path):
     assert -1 <= moved.images.min() < moved.images.max() <= 1
 
 
-def test_pororo_shards_append_the_labels_to_the_condition(tmp_path):
-    pororo = read_info(squares_shard(tmp_path / "p.h5", stories=2, dataset="pororo-sv"))
-    flagged = read_info(squares_shard(tmp_path / "f.h5", stories=2, build_config={"labels_in_condition": True}))
-    plain = read_info(squares_shard(tmp_path / "c.h5", stories=2))
-    assert labels_belong_in_condition(pororo) and labels_belong_in_condition(flagged)
-    assert not labels_belong_in_condition(plain)
+def test_shards_that_say_so_append_the_labels_to_the_condition(tmp_path):
+    """The shard's labels_in_condition decides, whatever its dataset is called; the model records its condition
+    kind."""
+    flagged = squares_shard(tmp_path / "f.h5", stories=2, size=16, labels_in_condition=True)
+    plain = squares_shard(tmp_path / "p.h5", stories=2, size=16, dataset="pororo-sv")
+    for shard, appended in ((flagged, True), (plain, False)):
+        result = train(TrainOptions(train=str(shard), out=str(tmp_path / shard.stem), max_steps=1, device="cpu",
+                                    image_size=16, g_width=4, d_width=4, story_batch=2, image_batch=2, workers=0,
+                                    progress=False), log=lambda message: None)
+        model = torch.load(result.checkpoint, weights_only=True)["model"]
+        assert model["labels_in_condition"] is appended and model["condition_kind"] == "other"
     config = ModelConfig("storygan", "pororo-sv", 4, 6, COLOUR_NAMES, True, 32)
     conditions, labels = torch.zeros(1, 4, 6), torch.ones(1, 4, 4, dtype=torch.uint8)
     joined = story_conditions(conditions, labels, config)
     assert joined.shape == (1, 4, 10) and torch.equal(joined[..., 6:], torch.ones(1, 4, 4))
+
+
+def test_checkpoints_without_a_condition_kind_take_it_from_their_dataset_name():
+    """Older checkpoints recorded no condition kind: it is derived from the dataset name as for older shards."""
+    for dataset, kind in (("pororo-sv", "sentence-embedding"), ("clevr-sv", "clevr-objects"), ("squares", "other")):
+        stored = ModelConfig("storygan", dataset, 4, 6, COLOUR_NAMES, False, 32).to_dict()
+        del stored["condition_kind"]
+        assert ModelConfig.from_dict(stored).condition_kind == kind
 
 
 def test_shards_the_model_cannot_use_are_refused_with_one_line(tmp_path):

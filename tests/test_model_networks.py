@@ -4,10 +4,11 @@ import pytest
 import torch
 from test_model_data import one_cpu_thread  # noqa: F401 (an autouse fixture)
 
-from sv_model import losses
+from sv_model.loss import kl_divergence
 from sv_model.data import DeviceBatch
 from sv_model.networks import MODELS, ModelConfig, Networks, StoryNoise, Text2Gist
-from sv_model.training_loop import Hyperparameters, Trainer
+from sv_model.options import Hyperparameters
+from sv_model.trainer import Trainer
 
 LABELS = ("red", "green", "blue")
 
@@ -66,7 +67,7 @@ def test_the_kl_term_reaches_the_story_encoder():
     cfg = config()
     nets = Networks.build(cfg)
     mu, logvar = nets.generator.story_encoder(torch.randn(6, 4, 5) * 3)
-    kl = losses.kl_divergence(mu, logvar)
+    kl = kl_divergence(mu, logvar)
     kl.backward()
     assert kl > 0
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in nets.generator.story_encoder.parameters())

@@ -1,4 +1,5 @@
 """`sv-model train` and `sv-model generate` from the command line, and the generation API."""
+import h5py
 import numpy as np
 import pytest
 import torch
@@ -100,7 +101,7 @@ def test_bad_inputs_end_with_one_line_and_status_2(trained, tmp_path):
     code, output = run("generate", "-c", checkpoint, "--texts", "--index", 0, "a", "b", "--out", tmp_path / "x.png")
     assert code == 2 and "--index picks a story of --data" in output
     code, output = run("train", shard, "--out", tmp_path / "e", *TINY, "--story-batch", 1)
-    assert code == 2 and "--story-batch must be at least 2, got 1" in output
+    assert code == 2 and "--story-batch 1: must be at least 2" in output
     lonely = squares_shard(tmp_path / "lonely.h5", stories=1, size=16)
     code, output = run("train", lonely, "--out", tmp_path / "f", "--max-steps", 1, *TINY)
     assert code == 2 and "1 stories are too few" in output and len(output.strip().splitlines()) == 1
@@ -126,7 +127,8 @@ def test_imagegan_baseline_trains_and_generates(tmp_path):
 
 def pororo_like_shard(path, stories=6, size=16):
     """A shard shaped like Pororo-SV: sentence-embedding conditions, the nine characters as labels."""
-    spec = ShardSpec("pororo-sv", "train", 4, (size, size), PORORO_CHARACTERS, CONDITION_DIM)
+    spec = ShardSpec("pororo-sv", "train", 4, (size, size), PORORO_CHARACTERS, CONDITION_DIM,
+                     condition_kind="sentence-embedding", labels_in_condition=True)
     rng = np.random.default_rng(0)
     with ShardWriter(path, spec) as writer:
         writer.append(StoryBatch(
@@ -154,3 +156,64 @@ def test_texts_draw_a_new_pororo_story_with_the_builders_encoder(tmp_path):
     code, output = run("generate", "-c", tmp_path / "run" / "checkpoints" / "step_000001.pt", "--texts", "One.",
                        "--out", out)
     assert code == 2 and "stories of 4 frames, got 1 texts" in output
+
+
+def error_line(output: str) -> str:
+    """The one ``error: ...`` line of a refused command (what it logged before is on stdout, not an error)."""
+    errors = [line for line in output.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and "Traceback" not in output, output
+    return errors[0]
+
+
+def test_a_refused_training_start_leaves_no_run_folder(trained, tmp_path):
+    run_dir, shard = trained
+    for option, value, problem in (("--lr", -1, "--lr -1.0: must be a number > 0"),
+                                   ("--workers", -1, "--workers -1: must be at least 0"),
+                                   ("--g-width", 0, "--g-width 0: must be at least 2")):
+        code, output = run("train", shard, "--out", tmp_path / "new", "--max-steps", 1, *TINY, option, value)
+        assert code == 2 and error_line(output) == f"error: {problem}"
+        assert not (tmp_path / "new").exists()
+    before = {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file()}
+    code, output = run("train", shard, "--out", run_dir, "--max-steps", 3, *TINY, "--lr", -1)
+    assert code == 2 and "--lr -1.0" in error_line(output)
+    assert {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file()} == before  # an existing run as it was
+    code, output = run("train", shard, "--out", tmp_path / "new", "--max-steps", 1, *TINY)
+    assert code == 0, output  # the corrected command is not refused
+
+
+def test_a_shard_with_nan_conditions_is_refused_before_training(tmp_path):
+    shard = squares_shard(tmp_path / "nan.h5", stories=6, size=16)
+    with h5py.File(shard, "a") as f:
+        f["conditions"][2, 1, 0] = np.nan
+    code, output = run("train", shard, "--out", tmp_path / "run", "--max-steps", 1, *TINY)
+    assert code == 2
+    assert error_line(output) == (f"error: {shard}: the conditions of story 2 hold NaN or infinite values; the shard "
+                                  "cannot be used for training")
+    assert not (tmp_path / "run").exists()
+
+
+def test_training_stops_when_a_loss_turns_non_finite_and_keeps_the_last_good_checkpoint(tmp_path):
+    shard = squares_shard(tmp_path / "train.h5", stories=6, size=16)
+    run_dir = tmp_path / "run"
+    # A learning rate this large throws the weights far enough in one step that the next one overflows.
+    code, output = run("train", shard, "--out", run_dir, "--max-steps", 10, "--checkpoint-every", 1, "--log-every", 1,
+                       *TINY, "--lr", 1000, "--g-updates", 1)
+    assert code == 2
+    line = error_line(output)
+    assert "training diverged" in line and "is nan" in line and "step_000001.pt" in line
+    assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["step_000001.pt"]
+    kept = torch.load(run_dir / "checkpoints" / "step_000001.pt", weights_only=True)
+    assert all(torch.isfinite(w).all() for w in kept["networks"]["generator"].values() if w.is_floating_point())
+
+
+@pytest.mark.parametrize("damage", ["truncated", "random bytes"])
+def test_generate_calls_a_damaged_checkpoint_what_it_is(trained, tmp_path, damage):
+    run_dir, shard = trained
+    whole = (run_dir / "checkpoints" / "step_000002.pt").read_bytes()
+    broken = tmp_path / "broken.pt"
+    broken.write_bytes(whole[: len(whole) // 2] if damage == "truncated" else np.random.default_rng(0).bytes(4096))
+    out = tmp_path / "story.png"
+    code, output = run("generate", "-c", broken, "--data", shard, "--index", 0, "--out", out, "--device", "cpu")
+    assert code == 2
+    assert error_line(output) == f"error: {broken}: not a readable checkpoint (truncated or damaged?)"
+    assert not out.exists()

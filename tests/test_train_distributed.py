@@ -17,8 +17,9 @@ from cli.model import main
 from sv_model import distributed
 from sv_model.data import FRAME_STREAM, STORY_STREAM, StreamBatches, stream_batch, stream_loader, to_device
 from sv_model.networks import ModelConfig
-from sv_model.train import TrainOptions, train
-from sv_model.training_loop import Hyperparameters, Trainer
+from sv_model.training_loop import TrainOptions, train
+from sv_model.options import Hyperparameters
+from sv_model.trainer import Trainer
 
 REPO = Path(__file__).resolve().parents[1]
 RANKS = 2

@@ -11,7 +11,7 @@ from sv_model.data import resize
 from sv_model.evaluation.image_metrics import ssim_per_frame
 from sv_model.generate import StoryGenerator, load_generator
 from sv_model.networks import Networks
-from sv_model.train import TrainOptions, train
+from sv_model.training_loop import TrainOptions, train
 
 STEPS, SIZE = 300, 32  # frames resized from 64x64 to 32x32: a quarter of the work, and the resize path is tested
 

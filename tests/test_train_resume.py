@@ -13,7 +13,7 @@ from test_model_data import one_cpu_thread, squares_shard  # noqa: F401 (an auto
 
 from sv_data.errors import SvkitError
 from sv_model import checkpoint
-from sv_model.train import TrainOptions, train
+from sv_model.training_loop import TrainOptions, train
 
 REPO = Path(__file__).resolve().parents[1]
 SMALL = dict(device="cpu", image_size=16, g_width=4, d_width=4, story_batch=4, image_batch=8, log_every=1, progress=False)
@@ -93,7 +93,7 @@ def test_a_broken_checkpoint_is_reported_with_its_name(tmp_path):
 def test_ctrl_c_saves_a_checkpoint_and_the_resumed_run_matches(tmp_path, shards):
     train_shard, _ = shards
     run = tmp_path / "interrupted"
-    args = [sys.executable, "-m", "sv_model.train", str(train_shard), "--out", str(run), "--max-steps", "1000",
+    args = [sys.executable, "-m", "cli.model", "train", str(train_shard), "--out", str(run), "--max-steps", "1000",
             "--workers", "1", "--checkpoint-every", "1000", "--sample-every", "1000", "--image-size", "16",
             "--g-width", "4", "--d-width", "4", "--story-batch", "4", "--image-batch", "8", "--log-every", "1",
             "--no-progress", "--device", "cpu"]

@@ -13,7 +13,7 @@ import numpy as np
 from sv_data.clevr.scene import COLOR_NAMES, MATERIALS, NUM_OBJECTS, SHAPES, SIZE_NAMES, SLOT_SIZE
 from sv_model.evaluation.scores import ObjectKey, ObjectSet
 
-DATASET = "clevr-sv"
+CONDITION_KIND = "clevr-objects"  # a shard's condition kind when its conditions are these object slots
 ATTRIBUTES = (("shape", SHAPES), ("color", COLOR_NAMES), ("material", MATERIALS), ("size", SIZE_NAMES))
 ATTRIBUTE_SIZES = tuple(len(values) for _, values in ATTRIBUTES)
 EXTRA_NAMES = ("masks", *(name for name, _ in ATTRIBUTES))  # the builder's extra/ arrays that training needs

@@ -1,6 +1,6 @@
 """svkit's own evaluators, trained on the real frames of a training shard, and the folder that holds one.
 
-- CLEVR-SV (dataset ``clevr-sv``): the attribute evaluator (:mod:`.attribute_net`) finds the objects in a frame
+- CLEVR-SV (condition kind ``clevr-objects``): the attribute evaluator (:mod:`.attribute_net`) finds the objects in a frame
   with their shape, colour, material and size; it learns from the builder's instance masks and object attributes.
 - Any other shard with labels (Pororo-SV's characters): a multi-label classifier (:mod:`.character_net`).
 
@@ -22,14 +22,14 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from sv_data import files
 from sv_data.errors import SvkitError
-from sv_data.shards import ShardInfo, ShardReader, iter_blocks, read_info
+from sv_data.shards import _LEGACY_CONDITION_KINDS, ShardInfo, ShardReader, iter_blocks, read_info
 from sv_model.checkpoint import save_atomically
 from sv_model.devices import resolve_device
 from sv_model.evaluation import attribute_net, character_net, clevr_objects
-from sv_model.evaluation.clevr_objects import DATASET as CLEVR_DATASET
 from sv_model.evaluation.fitting import EDGE, FitOptions, fit
-from sv_model.evaluation.provenance import package_versions, utc_now, write_json_atomically
+from sv_model.evaluation.provenance import package_versions, utc_now
 from sv_model.evaluation.scores import MultiLabelTally, ObjectSet, ObjectSetTally
 
 ATTRIBUTES = "clevr-attributes"
@@ -51,8 +51,9 @@ class EvaluatorError(SvkitError):
 
 
 def kind_for(info: ShardInfo) -> str:
-    """Which evaluator a shard calls for: CLEVR-SV's labels are object attributes, any other labels characters."""
-    if info.spec.dataset == CLEVR_DATASET:
+    """Which evaluator a shard calls for: CLEVR object slots call for the attribute evaluator, any other
+    conditions with labels for a character classifier."""
+    if info.spec.condition_kind == clevr_objects.CONDITION_KIND:
         return ATTRIBUTES
     if info.spec.label_names:
         return CHARACTERS
@@ -74,6 +75,7 @@ class Evaluator:
     def check_compatible(self, shard: ShardInfo) -> None:
         for what, theirs, ours in (
             ("dataset", shard.spec.dataset, self.info["dataset"]),
+            ("condition kind", shard.spec.condition_kind, self.info["condition_kind"]),
             ("labels", list(shard.spec.label_names), self.info["label_names"]),
         ):
             if theirs != ours:
@@ -304,6 +306,7 @@ def train_evaluator(
         "version": VERSION,
         "kind": kind,
         "dataset": info.spec.dataset,
+        "condition_kind": info.spec.condition_kind,
         "label_names": list(info.spec.label_names),
         "feature_dim": feature_dim,
         "note": OWN_EVALUATOR_NOTE,
@@ -331,7 +334,7 @@ def train_evaluator(
         if len(held_out_rows)
         else None
     )
-    write_json_atomically(evaluator_info, info_path)
+    files.write_json(info_path, evaluator_info, allow_nan=False)
     (out_dir / STATE_FILE).unlink(missing_ok=True)
     return evaluator_info
 
@@ -357,6 +360,8 @@ def load_evaluator(folder: os.PathLike | str, device: str = "auto") -> Evaluator
         raise EvaluatorError(f"{folder}: not an svkit evaluator")
     if payload.get("version") != VERSION:
         raise EvaluatorError(f"{folder}: evaluator version {payload.get('version')} (this svkit reads {VERSION})")
+    # Folders from before shards said what their conditions are: as sv_data reads such old shards.
+    info.setdefault("condition_kind", _LEGACY_CONDITION_KINDS.get(info["dataset"], "other"))
     network = _network(payload["kind"], payload["config"], pretrained=False)
     network.load_state_dict(payload["state_dict"])
     return _evaluator_class(payload["kind"])(network, {**info, "folder": str(folder)}, resolve_device(device))

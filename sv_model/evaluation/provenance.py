@@ -2,12 +2,8 @@
 from __future__ import annotations
 
 import datetime
-import json
-import os
 import platform
-import uuid
 from importlib.metadata import PackageNotFoundError, version
-from pathlib import Path
 
 PACKAGES = (
     "svkit",
@@ -34,15 +30,3 @@ def package_versions() -> dict[str, str]:
 
 def utc_now() -> str:
     return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
-
-
-def write_json_atomically(payload: dict, path: Path) -> Path:
-    """Write JSON to a hidden temporary file beside ``path`` and rename it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        tmp.write_text(json.dumps(payload, indent=2, allow_nan=False) + "\n")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path

@@ -1,0 +1,101 @@
+"""What ``sv-model train`` takes, with its defaults, and the checks of those values (plain Python: the command line
+reads its defaults from here without importing PyTorch)."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from sv_data.errors import SvkitError
+
+DEFAULT_EPOCHS = 120
+DEFAULT_IMAGE_SIZE = 64
+
+
+@dataclass(frozen=True)
+class Hyperparameters:
+    """The optimisation settings of :class:`sv_model.trainer.Trainer` and the weights of :mod:`sv_model.loss`."""
+
+    lr: float = 2e-4
+    lr_decay_epochs: int = 20  # the learning rate halves every this many epochs
+    g_updates: int = 2
+    kl_weight: float = 1.0
+    label_weight: float = 1.0
+
+
+@dataclass
+class TrainOptions:
+    """Everything ``sv-model train`` takes. See docs/training.md for what each option does."""
+
+    train: str
+    out: str
+    val: str | None = None
+    evaluator: str | None = None  # a folder of sv-model train-evaluator: its F1 on --val picks best.pt
+    epochs: int | None = None  # DEFAULT_EPOCHS when max_steps is not given either
+    max_steps: int | None = None
+    device: str = "auto"
+    model: str = "storygan"
+    image_size: int | None = None  # None: DEFAULT_IMAGE_SIZE, and the shard must hold frames of that size
+    g_width: int = 64
+    d_width: int = 64
+    noise_dim: int = 100
+    story_batch: int = 24
+    image_batch: int = 60
+    lr: float = Hyperparameters.lr
+    lr_decay_epochs: int = Hyperparameters.lr_decay_epochs
+    g_updates: int = Hyperparameters.g_updates
+    kl_weight: float = Hyperparameters.kl_weight
+    label_weight: float = Hyperparameters.label_weight
+    labels_in_condition: bool | None = None  # None: as the shard says (Pororo-SV: yes)
+    seed: int = 0
+    workers: int | None = None  # per stream; None: sv_model.data.default_workers()
+    checkpoint_every: int = 500
+    sample_every: int = 500
+    log_every: int = 10
+    keep: int = 3
+    val_stories: int = 256
+    sample_stories: int = 4
+    progress: bool = True
+
+    def hyperparameters(self) -> Hyperparameters:
+        return Hyperparameters(self.lr, self.lr_decay_epochs, self.g_updates, self.kl_weight, self.label_weight)
+
+    def check(self) -> None:
+        """Refuse a value that training cannot use: one line naming the option, before anything is written."""
+        from sv_model.networks import MODELS
+
+        if self.model not in MODELS:
+            raise SvkitError(f"--model {self.model}: must be one of {', '.join(MODELS)}")
+        if self.epochs is not None and self.max_steps is not None:
+            raise SvkitError("give --epochs or --max-steps, not both")
+        if self.evaluator is not None and self.val is None:
+            raise SvkitError("--evaluator scores the validation stories: give --val too")
+        at_least = {
+            # The wrong-condition term pairs each sample with another one's condition: batches hold two or more.
+            "story_batch": 2, "image_batch": 2, "g_updates": 1, "lr_decay_epochs": 1, "checkpoint_every": 1,
+            "sample_every": 1, "log_every": 1, "keep": 1, "val_stories": 1, "sample_stories": 1, "noise_dim": 1,
+            "g_width": 2, "d_width": 2, "epochs": 1, "max_steps": 1, "workers": 0,
+        }
+        for name, minimum in at_least.items():
+            value = getattr(self, name)
+            if value is not None and value < minimum:
+                raise SvkitError(f"{_option(name)} {value}: must be at least {minimum}")
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise SvkitError(f"--lr {self.lr}: must be a number > 0")
+        for name in ("kl_weight", "label_weight"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0):
+                raise SvkitError(f"{_option(name)} {value}: must be a number >= 0")
+        size = self.image_size
+        if size is not None and (size < 8 or size & (size - 1)):
+            raise SvkitError(f"--image-size {size}: must be a power of two, at least 8")
+
+
+def _option(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+# Options that may differ when a run is resumed: how long, where, how often to log and save; not what is trained.
+RESUMABLE_CHANGES = frozenset({
+    "train", "val", "out", "epochs", "max_steps", "device", "workers", "checkpoint_every", "sample_every",
+    "log_every", "keep", "val_stories", "sample_stories", "progress",
+})

@@ -1,0 +1,110 @@
+"""One StoryGAN training step (the optimizers and learning-rate schedules around :mod:`sv_model.loss`), and the
+state that a checkpoint saves and restores.
+
+Each step, as in the paper's code: the discriminators are updated once on a batch of stories (story
+discriminator) and a batch of single frames with their stories (image discriminator), then the generator is
+updated ``g_updates`` times, each time on freshly generated stories and frames.
+"""
+from __future__ import annotations
+
+import time
+
+import torch
+
+from sv_model import distributed
+from sv_model.data import DeviceBatch
+from sv_model.loss import StepInputs, StoryGANLoss
+from sv_model.networks import ModelConfig, Networks
+from sv_model.options import Hyperparameters
+
+ADAM_BETAS = (0.5, 0.999)
+
+
+class Trainer:
+    """Networks, optimizers and learning-rate schedules of one run, and :meth:`step`."""
+
+    def __init__(self, config: ModelConfig, hyper: Hyperparameters, steps_per_epoch: int, device: torch.device):
+        self.config, self.hyper, self.device = config, hyper, device
+        if device.type == "cuda":
+            torch.backends.cudnn.benchmark = True  # shapes are fixed for a run: pick the fastest kernels once
+        self.nets = Networks.build(config).to(device)
+        distributed.broadcast_from_main(self.nets.modules().values())  # every rank starts from rank 0's weights
+        self.optimizers = {
+            # One fused kernel per optimizer step on the GPU, where a step is bound by kernel launches.
+            name: torch.optim.Adam(net.parameters(), lr=hyper.lr, betas=ADAM_BETAS, fused=device.type == "cuda")
+            for name, net in self.nets.modules().items()
+        }
+        decay_every = max(1, hyper.lr_decay_epochs * steps_per_epoch)
+        self.schedulers = {
+            name: torch.optim.lr_scheduler.StepLR(opt, step_size=decay_every, gamma=0.5)
+            for name, opt in self.optimizers.items()
+        }
+        self.discriminators = {name: net for name, net in self.nets.modules().items() if name != "generator"}
+        self.loss = StoryGANLoss(self.nets, device, hyper.kl_weight, hyper.label_weight)
+
+    @property
+    def generator(self):
+        return self.nets.generator
+
+    @property
+    def learning_rate(self) -> float:
+        return self.optimizers["generator"].param_groups[0]["lr"]
+
+    def weights_are_finite(self) -> bool:
+        """False once a diverged step has left a NaN or an infinity in any network."""
+        return all(bool(torch.isfinite(p).all()) for net in self.nets.modules().values() for p in net.parameters())
+
+    def _sync(self, enabled: bool) -> None:
+        if enabled and self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+    def _optimizer_step(self, name: str) -> None:
+        optimizer = self.optimizers[name]
+        distributed.average_gradients([p for group in optimizer.param_groups for p in group["params"]])
+        optimizer.step()
+
+    def _update(self, total: torch.Tensor, names) -> None:
+        for name in names:
+            self.optimizers[name].zero_grad(set_to_none=True)
+        total.backward()
+        for name in names:
+            self._optimizer_step(name)
+
+    def step(self, stories: DeviceBatch, frames: DeviceBatch, sync: bool = False) -> tuple[dict, dict]:
+        """One training step. Returns (statistics as 0-d tensors, seconds spent per phase). The phases are only
+        timed exactly on a GPU with ``sync`` (which waits for the GPU between phases)."""
+        x = StepInputs.from_batches(stories, frames, self.config)
+        start = time.perf_counter()
+        for d in self.discriminators.values():
+            d.requires_grad_(True)
+        total, stats = self.loss.discriminator_phase(x)
+        self._update(total, self.discriminators)
+        self._sync(sync)
+        middle = time.perf_counter()
+        for d in self.discriminators.values():
+            d.requires_grad_(False)  # the generator's updates need no gradients of the discriminators' weights
+        for _ in range(self.hyper.g_updates):
+            total, generator_stats = self.loss.generator_phase(x)
+            self._update(total, ["generator"])
+            stats.update(generator_stats)
+        self._sync(sync)
+        end = time.perf_counter()
+        for scheduler in self.schedulers.values():
+            scheduler.step()
+        stats = {k: v.detach().float() for k, v in stats.items()}
+        return stats, {"discriminators": middle - start, "generator": end - middle}
+
+    def state_dict(self) -> dict:
+        return {
+            "networks": {name: net.state_dict() for name, net in self.nets.modules().items()},
+            "optimizers": {name: opt.state_dict() for name, opt in self.optimizers.items()},
+            "schedulers": {name: s.state_dict() for name, s in self.schedulers.items()},
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        for name, net in self.nets.modules().items():
+            net.load_state_dict(state["networks"][name])
+        for name, opt in self.optimizers.items():
+            opt.load_state_dict(state["optimizers"][name])
+        for name, scheduler in self.schedulers.items():
+            scheduler.load_state_dict(state["schedulers"][name])
