@@ -4,12 +4,12 @@ line at once, not after an hour of rendering or training."""
 from __future__ import annotations
 
 import os
-import tempfile
 from itertools import combinations
 from pathlib import Path
 from typing import Mapping, Optional
 
 from sv_data.errors import SvkitError
+from sv_data.files import temporary_name
 
 PathArg = Optional[os.PathLike | str]
 
@@ -29,7 +29,7 @@ def check_outputs(files: Mapping[str, PathArg] = {}, folders: Mapping[str, PathA
             if _same_file(path, input_path):
                 raise SvkitError(f"{name} {path} is also the input {input_name}: writing it would overwrite the "
                                  "input; choose another name")
-        _check_writable(name, path, path if is_folder else path.parent)
+        _check_writable(name, path, is_folder)
     for (name, path, _), (other_name, other_path, _) in combinations(outputs, 2):
         if _same_file(path, other_path):
             raise SvkitError(f"{name} and {other_name} would both be written to {path}: choose another name")
@@ -46,20 +46,24 @@ def _check_kind(name: str, path: Path, is_folder: bool) -> None:
         raise SvkitError(f"{name} {path}: is a file, but a folder is meant here")
     if not is_folder and path.is_dir():
         raise SvkitError(f"{name} {path}: is a folder, but a file is meant here")
+    if not is_folder and path.exists() and not path.is_file():  # replacing /dev/null or a pipe breaks the system
+        raise SvkitError(f"{name} {path}: is a device or pipe, not a regular file")
 
 
-def _check_writable(name: str, path: Path, folder: Path) -> None:
-    """The nearest existing folder on the way to ``folder`` must take new files. A probe file is made and removed
+def _check_writable(name: str, path: Path, is_folder: bool) -> None:
+    """The nearest existing folder on the way to the output must take new files. A probe file is made and removed
     there rather than asking ``os.access``, so that the answer (a read-only mount, a missing permission) is the
-    file system's own, in its own words."""
-    existing = folder.absolute()
+    file system's own, in its own words. Where a file's own folder exists, the probe has the temporary name the
+    file is written under first, so that a name too long for the file system is found too."""
+    folder = (path if is_folder else path.parent).absolute()
+    existing = folder
     while not existing.exists():
         existing = existing.parent
     if not existing.is_dir():
         raise SvkitError(f"{name} {path}: {existing} is a file, not a folder")
+    probe = temporary_name(existing / (path.name if existing == folder and not is_folder else "svkit-probe"))
     try:
-        handle, probe = tempfile.mkstemp(prefix=".svkit-probe-", dir=existing)
+        probe.touch(exist_ok=False)
     except OSError as exc:
         raise SvkitError(f"{name} {path}: cannot write in {existing}: {exc.strerror}") from None
-    os.close(handle)
-    os.unlink(probe)
+    probe.unlink()
