@@ -27,8 +27,8 @@ def check_outputs(files: Mapping[str, PathArg] = {}, folders: Mapping[str, PathA
         _check_kind(name, path, is_folder)
         for input_name, input_path in given_inputs:
             if _same_file(path, input_path):
-                raise SvkitError(f"{name} {path} is also the input {input_name}: writing it would overwrite the "
-                                 "input; choose another name")
+                raise SvkitError(f"{name} {path} is also the input {input_name}: choose another name, so that the "
+                                 "input is kept")
         _check_writable(name, path, is_folder)
     for (name, path, _), (other_name, other_path, _) in combinations(outputs, 2):
         if _same_file(path, other_path):

@@ -69,25 +69,27 @@ def read_only(tmp_path):
 def test_an_output_on_an_input_is_refused_and_the_input_kept(trained, tmp_path, command):
     shard, checkpoint = (shutil.copy(path, tmp_path) for path in trained)
     before = snapshot(shard, checkpoint)
-    args = {
-        "preview": (sv_data, "preview", shard, "--out", shard),
-        "generate": (sv_model, "generate", "-c", checkpoint, "--data", shard, "--index", 0, "--out", shard),
-        "evaluate-checkpoint": (sv_model, "evaluate", "-c", checkpoint, "--data", shard, "--out", checkpoint),
-        "evaluate-data": (sv_model, "evaluate", "-c", checkpoint, "--data", shard, "--out", shard),
+    *args, input_option = {
+        "preview": (sv_data, "preview", shard, "--out", shard, "SHARD"),
+        "generate": (sv_model, "generate", "-c", checkpoint, "--data", shard, "--index", 0, "--out", shard, "--data"),
+        "evaluate-checkpoint": (sv_model, "evaluate", "-c", checkpoint, "--data", shard, "--out", checkpoint,
+                                "--checkpoint"),
+        "evaluate-data": (sv_model, "evaluate", "-c", checkpoint, "--data", shard, "--out", shard, "--data"),
     }[command]
-    line = error_line(invoke(*args))
-    assert "writing it would overwrite the input" in line and str(args[-1]) in line
+    assert error_line(invoke(*args)) == (f"error: --out {args[-1]} is also the input {input_option}: choose another "
+                                         "name, so that the input is kept")
     assert snapshot(shard, checkpoint) == before
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted({Path(shard).name, Path(checkpoint).name})
 
 
 def test_evaluate_refuses_a_report_name_that_its_table_would_take(trained, tmp_path):
     shard, checkpoint = trained
-    line = error_line(invoke(sv_model, "evaluate", "-c", checkpoint, "--data", shard, "--out", tmp_path / "rep.txt"))
-    assert line == f"error: --out and its .txt table would both be written to {tmp_path / 'rep.txt'}: choose another name"
-    (tmp_path / "rep.txt").mkdir()  # and a folder where the table goes
+    table = tmp_path / "rep.txt"
+    line = error_line(invoke(sv_model, "evaluate", "-c", checkpoint, "--data", shard, "--out", table))
+    assert line == f"error: --out and its .txt table would both be written to {table}: choose another name"
+    table.mkdir()  # and a folder where the table of rep.json goes
     line = error_line(invoke(sv_model, "evaluate", "-c", checkpoint, "--data", shard, "--out", tmp_path / "rep.json"))
-    assert line == f"error: its .txt table {tmp_path / 'rep.txt'}: is a folder, but a file is meant here"
+    assert line == f"error: its .txt table {table}: is a folder, but a file is meant here"
     assert [p.name for p in tmp_path.iterdir()] == ["rep.txt"]
 
 
