@@ -2,6 +2,7 @@
 import click
 
 from cli.build_options import build_options, report_outputs
+from cli.common import progress_option
 from sv_data.clevr import CHUNK_SIZE, DEFAULT_SAMPLES
 
 
@@ -26,8 +27,8 @@ from sv_data.clevr import CHUNK_SIZE, DEFAULT_SAMPLES
     workers_help="Rendering processes, each holding one Blender session with cores / workers Cycles threads (or "
                  "Ray actors with --ray, one CPU and one Cycles thread each).",
 )
-@click.option("--quiet", is_flag=True, help="No progress bar.")
-def build_clevr(out, n_train, n_test, n_val, seed, image_size, samples, denoise, device, run, quiet):
+@progress_option
+def build_clevr(out, n_train, n_test, n_val, seed, image_size, samples, denoise, device, run, progress):
     """Render CLEVR-SV (StoryGAN's 4-frame CLEVR stories) into shards with Blender's Cycles.
 
     Every story adds one object per frame to a jittered CLEVR studio; frames come with sentences, StoryGAN's
@@ -35,9 +36,11 @@ def build_clevr(out, n_train, n_test, n_val, seed, image_size, samples, denoise,
     instance mask (docs/clevr.md). Interrupt it at any time: re-running the same command resumes.
     """
     from sv_data.clevr.job import build_clevr as build
+    from sv_data.outputs import check_outputs
 
+    check_outputs(folders={"--out": out})
     files = build(out, {"train": n_train, "val": n_val, "test": n_test}, seed=seed, image_size=image_size,
-                  samples=samples, denoise=denoise, device=device.lower(), progress=not quiet, **run)
+                  samples=samples, denoise=denoise, device=device.lower(), progress=progress, **run)
     report_outputs(files, out)
 
 
@@ -53,16 +56,18 @@ def build_clevr(out, n_train, n_test, n_val, seed, image_size, samples, denoise,
               help="Story indices of the test split, START:STOP (STOP excluded), as in the paper.")
 @click.option("--image-size", default=64, show_default=True, type=int,
               help="Frames are resized (area interpolation) from 320x240 to this square size, as StoryGAN did.")
-@click.option("--quiet", is_flag=True, help="No progress bar.")
-def import_storygan_clevr(images, dict_path, out, train_range, test_range, image_size, quiet):
+@progress_option
+def import_storygan_clevr(images, dict_path, out, train_range, test_range, image_size, progress):
     """Convert the CLEVR-SV data of the official StoryGAN release into shards.
 
     The pickle is read with a restricted unpickler that admits only dicts, strings and numpy arrays: a file that
     tries to run code is refused.
     """
     from sv_data.clevr.importer import import_storygan_clevr as run, parse_range
+    from sv_data.outputs import check_outputs
 
+    check_outputs(folders={"--out": out}, inputs={"--images": images, "--dict": dict_path})
     ranges = {"train": parse_range("--train", train_range), "test": parse_range("--test", test_range)}
-    files = run(images, dict_path, out, ranges, image_size=image_size, progress=not quiet)
+    files = run(images, dict_path, out, ranges, image_size=image_size, progress=progress)
     for split, path in files.items():
         click.echo(f"{split}: {path}")

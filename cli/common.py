@@ -1,6 +1,7 @@
 """What every svkit command shares: lazy sub-commands, one-line errors with exit status 2, clean Ctrl-C."""
 from __future__ import annotations
 
+import functools
 import importlib
 import sys
 
@@ -16,6 +17,25 @@ class CommandError(click.ClickException):
 
     def show(self, file=None):
         click.echo(f"error: {self.format_message()}", err=True)
+
+
+def describe_os_error(exc: OSError) -> str:
+    """``PATH: strerror`` (``PATH -> OTHER: strerror`` for a rename), without Python's ``[Errno n]``."""
+    where = exc.filename if exc.filename2 is None else f"{exc.filename} -> {exc.filename2}"
+    return f"{where}: {exc.strerror or exc}"
+
+
+def progress_option(command):
+    """``--progress/--no-progress``, the switch of every command that shows progress bars. ``--quiet``, the older
+    spelling of ``--no-progress`` in the CLEVR-SV commands, keeps working (hidden from --help)."""
+
+    @click.option("--progress/--no-progress", default=True, show_default=True, help="Show progress bars.")
+    @click.option("--quiet", is_flag=True, hidden=True, help="Same as --no-progress.")
+    @functools.wraps(command)
+    def wrapper(*args, progress, quiet, **kwargs):
+        return command(*args, progress=progress and not quiet, **kwargs)
+
+    return wrapper
 
 
 class LazyGroup(click.Group):
@@ -40,6 +60,10 @@ class LazyGroup(click.Group):
             return super().invoke(ctx)
         except SvkitError as exc:
             raise CommandError(str(exc)) from None
+        except OSError as exc:
+            if exc.filename is None:  # not about a path the user gave (a lost connection, say): a bug to report
+                raise
+            raise CommandError(describe_os_error(exc)) from None
         except click.UsageError as exc:
             # click's own usage errors (a folder for a file, a word for a number) follow the same one-line rule.
             where = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""

@@ -43,8 +43,10 @@ def train_evaluator(train_shard: Path, out: Path, **options):
     a multi-label character classifier (EfficientNet-Lite0, ImageNet initialisation shipped with svkit's
     dependencies). Ctrl-C keeps finished epochs; the same command resumes.
     """
+    from sv_data.outputs import check_outputs
     from sv_model.evaluation.evaluators import train_evaluator as run
 
+    check_outputs(folders={"--out": out}, inputs={"TRAIN_SHARD": train_shard, "--val": options["val"]})
     info = run(train_shard, out, **options)
     click.echo(f"evaluator: {out} ({info['kind']}, trained on {info['trained_on']['frames']} frames)")
     held_out = info.get("held_out")
@@ -82,17 +84,20 @@ def evaluate(checkpoint: Path, data: Path, out: Path, evaluator: Path | None, me
     the same measure on the real test frames (its ceiling): SSIM and PSNR (CLEVR-SV), the attribute evaluator's
     object scores (CLEVR-SV) or character F1 and frame accuracy (Pororo-SV), FID and svkit's evaluator Fréchet
     distance. Definitions: docs/evaluation.md."""
+    from sv_data.outputs import check_outputs
     from sv_model.devices import resolve_device
     from sv_model.evaluation.evaluate import evaluate as run
     from sv_model.evaluation.evaluators import load_evaluator
-    from sv_model.evaluation.report import format_table, write_report
+    from sv_model.evaluation.report import format_table, table_path, write_report
     from sv_model.generate import load_generator
 
+    check_outputs(files={"--out": out, "its .txt table": table_path(out)},
+                  inputs={"--checkpoint": checkpoint, "--data": data, "--evaluator": evaluator})
     target = resolve_device(device)
     generator = load_generator(checkpoint, device=str(target))
     scorer = load_evaluator(evaluator, device=str(target)) if evaluator is not None else None
     report = run(generator, data, evaluator=scorer, metrics=metrics, device=target, **options)
-    table_path = write_report(report, out)
+    table = write_report(report, out)
     click.echo(format_table(report))
-    click.echo(f"wrote {out} and {table_path}")
+    click.echo(f"wrote {out} and {table}")
 

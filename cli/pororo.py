@@ -65,6 +65,7 @@ def build_pororo(videos, descriptions, out, image_size, frames_per_clip, frames_
     Example, with the PororoQA release:
       sv-data build-pororo --videos Scenes_Dialogues      # finds descriptions.csv beside it
     """
+    from sv_data.outputs import check_outputs
     from sv_data.pororo.builder import PororoOptions, build_pororo as build
     from sv_data.pororo.characters import parse_character_list
     from sv_data.pororo.descriptions import find_descriptions
@@ -73,6 +74,7 @@ def build_pororo(videos, descriptions, out, image_size, frames_per_clip, frames_
     if descriptions is None:
         descriptions = find_descriptions(videos)
         click.echo(f"descriptions: {descriptions} (found; --descriptions to choose another)", err=True)
+    check_outputs(folders={"--out": out}, inputs={"--videos": videos, "--descriptions": descriptions})
     options = PororoOptions(
         videos=videos, descriptions=descriptions, out=out, image_size=image_size, frames_per_clip=frames_per_clip,
         frames_per_story=frames_per_story, stride=stride, characters=parse_character_list(characters),
@@ -101,7 +103,9 @@ def import_storygan_pororo(root, out, image_size, seed, workers, progress):
     The release's pickled .npy files are loaded with a restricted unpickler (dicts, lists, strings and numpy
     arrays only). Its split indices refer to the story list in torchvision ImageFolder order, which is kept.
     """
+    from sv_data.outputs import check_outputs
     from sv_data.pororo.release import ImportOptions, import_storygan_pororo as run
 
+    check_outputs(folders={"--out": out}, inputs={"--root": root})
     click.echo(run(ImportOptions(root=root, out=out, image_size=image_size, seed=seed, workers=workers,
                                  progress=progress)).line())

@@ -21,23 +21,32 @@ def inspect(shard, as_json):
 @click.command()
 @click.argument("shards", type=SHARD, nargs=-1, required=True)
 def validate(shards):
-    """Check every rule of the shard format; print one line per violation and exit 1 if there is any.
+    """Check every rule of the shard format; print one line per violation. Every file gets its verdict: "valid",
+    its violations, or why it cannot be read as a shard at all.
 
     Rules: the format version is known, shapes agree, story ids are unique, labels are 0/1, conditions are finite,
-    no text is empty and no image is all one value. A file that cannot be read as a shard at all exits with 2.
+    no text is empty and no image is all one value. Exit status: 0 when all are valid, 1 when a file breaks a rule,
+    2 when a file cannot be read as a shard.
     """
+    from sv_data.errors import SvkitError
     from sv_data.shards import read_info, validate as find_violations
 
-    infos = [read_info(shard) for shard in shards]
-    failed = False
-    for info in infos:
+    status = 0
+    for shard in shards:
+        try:
+            info = read_info(shard)
+        except SvkitError as exc:
+            click.echo(f"error: {exc}", err=True)
+            status = 2
+            continue
         problems = find_violations(info.path)
         for problem in problems:
             click.echo(problem, err=True)
-        failed = failed or bool(problems)
-        if not problems:
+        if problems:
+            status = max(status, 1)
+        else:
             click.echo(f"{info.path}: valid ({info.num_stories} stories)")
-    sys.exit(1 if failed else 0)
+    sys.exit(status)
 
 
 @click.command()
@@ -47,8 +56,10 @@ def validate(shards):
 @click.option("--seed", default=0, show_default=True, type=int, help="Which stories are drawn.")
 def preview(shard, out, stories, seed):
     """Draw a contact sheet: one row per story, each frame with its sentence under it."""
+    from sv_data.outputs import check_outputs
     from sv_data.preview import write_preview
 
+    check_outputs(files={"--out": out}, inputs={"SHARD": shard})
     click.echo(f"wrote {write_preview(shard, out, stories, seed)}")
 
 
@@ -63,6 +74,8 @@ def merge(out_dir):
     overlaps, and must all come from one build (docs/scaling.md). Safe to run again after it was killed.
     """
     from sv_data.build import merge as join_finished_parts
+    from sv_data.outputs import check_outputs
 
+    check_outputs(folders={"OUT_DIR": out_dir})
     for split, path in join_finished_parts(out_dir).items():
         click.echo(f"{split}: {path}")

@@ -83,6 +83,9 @@ def train(train_shard: Path, out: Path | None, val: Path | None, evaluator: Path
     Runs on the GPU when there is one (bf16 autocast), else on the CPU. Ctrl-C saves a checkpoint and stops;
     running the same command again (with --out RUN) resumes exactly where it stopped.
     """
+    from sv_data.outputs import check_outputs
+
+    check_outputs(folders={"--out": out}, inputs={"TRAIN_SHARD": train_shard, "--val": val, "--evaluator": evaluator})
     out, val = _default_paths(train_shard, out, val)
     if gpus != 1:
         from sv_model import distributed
@@ -158,6 +161,7 @@ def generate(checkpoint: Path, data: Path | None, index: tuple[int, ...], from_t
         sv-model generate -c RUN/checkpoints/best.pt --data test.h5 --index 3 --out story.png
         sv-model generate -c RUN/checkpoints/best.pt --out new.png --texts "Pororo skis." "Crong follows." ...
     """
+    from sv_data.outputs import check_outputs
     from sv_model import generate as gen
 
     if from_texts == bool(data):
@@ -170,6 +174,7 @@ def generate(checkpoint: Path, data: Path | None, index: tuple[int, ...], from_t
         raise CommandError("--index picks a story of --data; with --texts the sentences are the story")
     if data and not index:
         raise CommandError("--data needs --index (the story to draw)")
+    check_outputs(files={"--out": out}, inputs={"--checkpoint": checkpoint, "--data": data})
     generator = gen.load_generator(checkpoint, device)
     if from_texts:
         frames = gen.generate_from_texts(generator, list(texts), seed)

@@ -13,6 +13,7 @@ import multiprocessing as mp
 import os
 import queue
 import signal
+import socket
 import sys
 import threading
 import uuid
@@ -22,6 +23,7 @@ from typing import Callable, Iterator, Protocol, Sequence
 from sv_data.errors import BuildError, SvkitError
 
 RETRIES = 3
+CONNECT_TIMEOUT = 5  # seconds to reach a --ray HOST:PORT
 INSTALL_HINT = "Ray is not installed; install svkit's Ray extra: pip install 'svkit[ray]' (or pip install ray)"
 
 
@@ -182,7 +184,27 @@ def _connect(ray, address: str, workers: int) -> None:
         runtime_env = {"env_vars": {"PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}}
         ray.init(num_cpus=workers, runtime_env=runtime_env, **options)
     else:
-        ray.init(address=address, **options)
+        _check_reachable(address)
+        try:
+            ray.init(address=address, **options)
+        except ConnectionError:
+            hint = "start one with `ray start --head` or use --ray local"
+            raise BuildError(f"no Ray cluster at {address}: {hint}") from None
+
+
+def _check_reachable(address: str) -> None:
+    """Fail in seconds on an address where nothing listens: Ray itself retries such an address for a minute or
+    more, printing a warning every few seconds. 'auto' is Ray's own lookup of the cluster of this node."""
+    if address == "auto":
+        return
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        raise BuildError(f"--ray {address}: expected auto, local or HOST:PORT")
+    try:
+        socket.create_connection((host, int(port)), timeout=CONNECT_TIMEOUT).close()
+    except OSError as exc:
+        reason = "unknown host" if isinstance(exc, socket.gaierror) else exc.strerror or "no answer"
+        raise BuildError(f"no Ray cluster at {address}: {reason}") from None
 
 
 def _check_shared_storage(ray, actors, shared_dir: Path) -> None:

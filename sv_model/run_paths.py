@@ -11,18 +11,14 @@ VAL_SHARD = "val.h5"
 
 
 def new_run_dir(root: os.PathLike | str = RUNS_ROOT) -> Path:
-    """Create and return ``root/<YYYYmmdd-HHMMSS>-<6 hex>``: sortable by start time, and created with
-    ``exist_ok=False`` so that two runs started in the same second (or on two machines sharing ``root``) never
-    get the same folder."""
+    """A new name ``root/<YYYYmmdd-HHMMSS>-<6 hex>``, not yet taken: sortable by start time, and with 16.7 million
+    names per second, two runs started at once (or on two machines sharing ``root``) do not meet. The folder itself
+    is made by the training loop once every option and shard has been checked, so a refused start leaves none."""
     root = Path(root)
-    root.mkdir(parents=True, exist_ok=True)
     while True:
         candidate = root / f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
-        try:
-            candidate.mkdir()
-        except FileExistsError:
-            continue
-        return candidate
+        if not candidate.exists():
+            return candidate
 
 
 def val_shard_beside(train: os.PathLike | str) -> Path | None:

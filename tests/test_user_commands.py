@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from shard_factory import write_shard
 
 from sv_data.errors import SvkitError
 from sv_data.pororo.descriptions import find_descriptions
@@ -95,7 +96,10 @@ def test_descriptions_are_looked_for_in_the_videos_folder_first(tmp_path):
 
 def test_run_folders_never_collide_and_validation_is_never_the_test_split(tmp_path):
     runs = {new_run_dir(tmp_path / "runs") for _ in range(20)}
-    assert len(runs) == 20 and all(r.is_dir() for r in runs)
+    assert len(runs) == 20 and not any(r.exists() for r in runs)
+    taken = new_run_dir(tmp_path / "runs")
+    taken.mkdir(parents=True)
+    assert all(new_run_dir(tmp_path / "runs") != taken for _ in range(20))
     (tmp_path / "train.h5").touch()
     (tmp_path / "test.h5").touch()
     assert val_shard_beside(tmp_path / "train.h5") is None
@@ -119,3 +123,7 @@ def test_without_the_defaults_files_the_commands_stop_with_one_line(tmp_path, mo
     result = CliRunner().invoke(sv_model, ["train", "notes.h5"])
     assert result.exit_code == 2 and result.output == "error: notes.h5: not an HDF5 file\n"
     assert not (tmp_path / "runs").exists()  # no empty run folder for a run that never started
+    shard = write_shard(tmp_path / "squares.h5", stories=4)
+    result = CliRunner().invoke(sv_model, ["train", str(shard), "--image-size", "16", "--lr", "-1"])
+    assert result.exit_code == 2 and result.output.startswith("error: --lr -1.0")
+    assert not (tmp_path / "runs").exists()

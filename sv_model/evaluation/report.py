@@ -95,6 +95,10 @@ def format_table(report: dict) -> str:
 def write_report(report: dict, out: os.PathLike | str) -> Path:
     """The report as JSON at ``out`` and as :func:`format_table` beside it with the suffix .txt, each atomically;
     returns the table's path."""
-    out = Path(out)
     files.write_json(out, report, allow_nan=False)
-    return files.write_text(out.with_suffix(".txt"), format_table(report) + "\n")
+    return files.write_text(table_path(out), format_table(report) + "\n")
+
+
+def table_path(out: os.PathLike | str) -> Path:
+    """Where :func:`write_report` puts the table of a report written to ``out``."""
+    return Path(out).with_suffix(".txt")
