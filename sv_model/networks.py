@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sv_data.shards import _LEGACY_CONDITION_KINDS
+from sv_data.shards import legacy_condition_kind
 
 MODELS = ("storygan", "imagegan")
 CODE_DIM = 128  # story state h_t, i_t and the discriminators' condition embeddings
@@ -84,7 +84,7 @@ class ModelConfig:
         kwargs = {k: v for k, v in values.items() if k in known}
         kwargs["label_names"] = tuple(kwargs["label_names"])
         # Checkpoints from before the shards said what their conditions are: as sv_data reads such old shards.
-        kwargs.setdefault("condition_kind", _LEGACY_CONDITION_KINDS.get(kwargs["dataset"], "other"))
+        kwargs.setdefault("condition_kind", legacy_condition_kind(kwargs["dataset"]))
         return cls(**kwargs)
 
 

@@ -13,6 +13,7 @@ conditions), each with one row per story, and ``extra/NAME``, dataset-specific p
 - :mod:`.writer`, :mod:`.reader` (runs of hyperslabs), :mod:`.join` (parts into one file), :mod:`.rules`
   (every rule), :mod:`.stats` (figures over a whole shard).
 """
+from sv_data.shards.header import legacy_condition_kind
 from sv_data.shards.join import join_parts
 from sv_data.shards.layout import (
     COLUMNS,
@@ -35,5 +36,5 @@ from sv_data.shards.writer import ShardWriter
 __all__ = [
     "COLUMNS", "CONDITION_KINDS", "FORMAT_NAME", "FORMAT_VERSION", "SPLITS", "Column", "ExtraSpec", "ShardError",
     "ShardInfo", "ShardReader", "ShardSpec", "ShardWriter", "StoryBatch", "iter_blocks", "join_parts",
-    "label_frequencies", "read_info", "validate",
+    "label_frequencies", "legacy_condition_kind", "read_info", "validate",
 ]

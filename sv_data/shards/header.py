@@ -24,6 +24,12 @@ from sv_data.shards.layout import (
 
 # Files written before these attributes existed: what their dataset names meant.
 _LEGACY_CONDITION_KINDS = {"clevr-sv": "clevr-objects", "pororo-sv": "sentence-embedding"}
+
+
+def legacy_condition_kind(dataset: str) -> str:
+    """The condition kind of a file (shard, checkpoint, evaluator) written before kinds were recorded, by what its
+    dataset name meant then."""
+    return _LEGACY_CONDITION_KINDS.get(dataset, "other")
 _REQUIRED_ATTRS = ("dataset", "split", "frames_per_story", "image_size", "label_names", "build_config")
 
 
@@ -220,7 +226,7 @@ def _read_header(f: h5py.File, path: Path) -> ShardSpec:
             raise ShardError(path, f"root attribute condition_kind is {condition_kind!r}, "
                                    f"not one of {', '.join(CONDITION_KINDS)}")
     else:
-        condition_kind = _LEGACY_CONDITION_KINDS.get(dataset, "other")
+        condition_kind = legacy_condition_kind(dataset)
     if "labels_in_condition" in f.attrs:
         labels_in_condition = bool(_int_attr(f, path, "labels_in_condition", minimum=0))
     else:

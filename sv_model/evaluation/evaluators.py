@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from sv_data import files
 from sv_data.errors import SvkitError
-from sv_data.shards import _LEGACY_CONDITION_KINDS, ShardInfo, ShardReader, iter_blocks, read_info
+from sv_data.shards import ShardInfo, ShardReader, iter_blocks, legacy_condition_kind, read_info
 from sv_model.checkpoint import save_atomically
 from sv_model.devices import resolve_device
 from sv_model.evaluation import attribute_net, character_net, clevr_objects
@@ -361,7 +361,7 @@ def load_evaluator(folder: os.PathLike | str, device: str = "auto") -> Evaluator
     if payload.get("version") != VERSION:
         raise EvaluatorError(f"{folder}: evaluator version {payload.get('version')} (this svkit reads {VERSION})")
     # Folders from before shards said what their conditions are: as sv_data reads such old shards.
-    info.setdefault("condition_kind", _LEGACY_CONDITION_KINDS.get(info["dataset"], "other"))
+    info.setdefault("condition_kind", legacy_condition_kind(info["dataset"]))
     network = _network(payload["kind"], payload["config"], pretrained=False)
     network.load_state_dict(payload["state_dict"])
     return _evaluator_class(payload["kind"])(network, {**info, "folder": str(folder)}, resolve_device(device))
