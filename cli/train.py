@@ -86,7 +86,15 @@ def train(train_shard: Path, out: Path | None, val: Path | None, evaluator: Path
     from sv_data.outputs import check_outputs
 
     check_outputs(folders={"--out": out}, inputs={"TRAIN_SHARD": train_shard, "--val": val, "--evaluator": evaluator})
-    out, val = _default_paths(train_shard, out, val)
+    val = _default_val(train_shard, val)
+    paths = {"val": val, "evaluator": evaluator}
+    settings = TrainOptions(train=str(train_shard), out=str(out),
+                            **{k: None if v is None else str(v) for k, v in paths.items()}, **options)
+    settings.check()  # a bad option stops here, before a run folder is named for it
+    if out is None:
+        out = _new_run_folder(train_shard)
+        settings.out = str(out)
+    click.get_current_context().params.update(out=out, val=val)  # the processes of --gpus N train the same run
     if gpus != 1:
         from sv_model import distributed
 
@@ -94,31 +102,33 @@ def train(train_shard: Path, out: Path | None, val: Path | None, evaluator: Path
         raise SystemExit(distributed.launch(gpus, options["device"], _arguments_without_gpus()))
     from sv_model.training_loop import train as run_training
 
-    paths = {"val": val, "evaluator": evaluator}
-    result = run_training(TrainOptions(train=str(train_shard), out=str(out),
-                                       **{k: None if v is None else str(v) for k, v in paths.items()}, **options))
+    result = run_training(settings)
     best = result.run_dir / "checkpoints" / "best.pt"
     checkpoint = best if best.exists() else result.checkpoint
     click.echo(f"done: step {result.step} of {result.total_steps}, run folder {result.run_dir}; next: sv-model "
                f"generate -c {checkpoint} --data {val or train_shard} --index 0 --out {result.run_dir}/story.png")
 
 
-def _default_paths(train_shard: Path, out: Path | None, val: Path | None) -> tuple[Path, Path | None]:
-    """The run folder and validation shard the user left out, said on the first lines; the parsed parameters
-    are updated too, so that the processes of --gpus N train into the same folder."""
-    from sv_data.shards import read_info
-    from sv_model.run_paths import new_run_dir, val_shard_beside
+def _default_val(train_shard: Path, val: Path | None) -> Path | None:
+    """``val.h5`` beside the training shard when the user names no validation shard (said on stderr)."""
+    from sv_model.run_paths import val_shard_beside
 
-    if out is None:
-        read_info(train_shard)  # a file that is no shard stops here, before a run folder is made for it
-        out = new_run_dir()
-        click.echo(f"run folder: {out} (new; resume it with --out {out})")
     if val is None:
         val = val_shard_beside(train_shard)
         if val is not None:
             click.echo(f"{train_shard}: using {val.name} beside it for validation (--val to choose another)", err=True)
-    click.get_current_context().params.update(out=out, val=val)
-    return out, val
+    return val
+
+
+def _new_run_folder(train_shard: Path) -> Path:
+    """A new run folder's name, said on the first line with how to resume it."""
+    from sv_data.shards import read_info
+    from sv_model.run_paths import new_run_dir
+
+    read_info(train_shard)  # a file that is no shard stops here, before a run folder is named for it
+    out = new_run_dir()
+    click.echo(f"run folder: {out} (new; resume it with --out {out})")
+    return out
 
 
 def _arguments_without_gpus() -> list[str]:
