@@ -71,3 +71,16 @@ class LazyGroup(click.Group):
         except KeyboardInterrupt:
             click.echo("\ninterrupted: finished work is kept; re-run the same command to resume", err=True)
             sys.exit(INTERRUPTED)
+
+
+def command_group(commands: dict[str, str], summary: str) -> click.Group:
+    """One of svkit's top-level commands (``sv-data``, ``sv-model``): ``commands`` maps each sub-command to its
+    ``"module:attribute"``, imported only when used."""
+    from cli.defaults import CONTEXT
+
+    @click.group(cls=LazyGroup, lazy=commands, context_settings=CONTEXT, help=summary)
+    @click.version_option(package_name="svkit")
+    def main():
+        pass
+
+    return main

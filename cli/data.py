@@ -1,8 +1,5 @@
 """``sv-data``: build, import and look at story-visualization shards."""
-import click
-
-from cli.common import LazyGroup
-from cli.defaults import CONTEXT
+from cli.common import command_group
 
 COMMANDS = {
     "inspect": "cli.shard_commands:inspect",
@@ -16,12 +13,9 @@ COMMANDS = {
     "export": "cli.export:export",
 }
 
-
-@click.group(cls=LazyGroup, lazy=COMMANDS, context_settings=CONTEXT)
-@click.version_option(package_name="svkit")
-def main():
-    """Build CLEVR-SV and Pororo-SV into HDF5 shards (format: docs/format.md), and inspect them."""
-
+main = command_group(
+    COMMANDS, "Build CLEVR-SV and Pororo-SV into HDF5 shards (format: docs/format.md), and inspect them."
+)
 
 if __name__ == "__main__":
     main()

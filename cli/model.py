@@ -1,8 +1,5 @@
 """``sv-model``: train, sample and evaluate story-visualization models on shards."""
-import click
-
-from cli.common import LazyGroup
-from cli.defaults import CONTEXT
+from cli.common import command_group
 
 COMMANDS = {
     "train": "cli.train:train",
@@ -11,12 +8,7 @@ COMMANDS = {
     "evaluate": "cli.evaluate:evaluate",
 }
 
-
-@click.group(cls=LazyGroup, lazy=COMMANDS, context_settings=CONTEXT)
-@click.version_option(package_name="svkit")
-def main():
-    """Train StoryGAN on a shard, generate stories, and evaluate them."""
-
+main = command_group(COMMANDS, "Train StoryGAN on a shard, generate stories, and evaluate them.")
 
 if __name__ == "__main__":
     main()
