@@ -163,7 +163,16 @@ def test_merge_cleans_up_after_a_join_that_was_killed(tmp_path, with_record):
     assert (out / "train.h5").read_bytes() == joined
 
 
-def test_a_ray_build_resumes_after_a_crash_and_equals_the_local_build(tmp_path):
+@pytest.fixture
+def local_ray():
+    """Ray started in this process by ``--ray local`` is shut down after the test, so that no cluster outlives it
+    (a later ``--ray auto`` would find it)."""
+    ray = pytest.importorskip("ray")
+    yield
+    ray.shutdown()
+
+
+def test_a_ray_build_resumes_after_a_crash_and_equals_the_local_build(tmp_path, local_ray):
     build(SyntheticJob(), tmp_path / "local", SIZES, chunk_size=4, progress=False)
     out = tmp_path / "ray"
     with pytest.raises(BuildError, match="failed 4 times"):
@@ -188,7 +197,7 @@ class CrashOnceJob(SyntheticJob):
             yield batch
 
 
-def test_a_retried_ray_chunk_is_counted_once_on_the_progress_bar(tmp_path):
+def test_a_retried_ray_chunk_is_counted_once_on_the_progress_bar(tmp_path, local_ray):
     parts = tmp_path / "parts"
     parts.mkdir()
     reported = []

@@ -120,7 +120,7 @@ def test_a_resumed_two_process_run_equals_an_uninterrupted_one(tmp_path, shard):
 
 def test_gpus_launches_torchrun_with_the_same_options(tmp_path, shard):
     run = tmp_path / "run"
-    args = [sys.executable, "-m", "sv_model", "train", str(shard), "--out", str(run), "--max-steps", "2",
+    args = [sys.executable, "-m", "cli.model", "train", str(shard), "--out", str(run), "--max-steps", "2",
             "--image-size", "16", "--g-width", "4", "--d-width", "4", "--story-batch", "3", "--image-batch", "8",
             "--workers", "0", "--no-progress", "--device", "cpu", "--gpus", "2", "--no-labels-in-condition"]
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
