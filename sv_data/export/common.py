@@ -14,7 +14,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from sv_data.errors import SvkitError
-from sv_data.files import temporary_name
+from sv_data.files import replace_durably, temporary_name
 from sv_data.shards import SPLITS, ShardInfo, ShardReader, iter_blocks, read_info
 
 BLOCK = 64  # stories read at a time: a few MB of frames
@@ -70,7 +70,7 @@ def export_folder(out: os.PathLike | str) -> Iterator[Path]:
         yield work
         if out.exists():
             out.rmdir()
-        os.replace(work, out)
+        replace_durably(work, out)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
