@@ -19,16 +19,20 @@ from sv_data.clevr import CHUNK_SIZE, DEFAULT_SAMPLES
                    "StoryGAN's 320x240 -> 64x64); e.g. 128 or 256 for larger masters.")
 @click.option("--samples", default=DEFAULT_SAMPLES, show_default=True, type=int, help="Cycles samples per pixel.")
 @click.option("--denoise/--no-denoise", default=True, show_default=True,
-              help="OpenImageDenoise with an albedo guide (prefilter FAST).")
+              help="OpenImageDenoise with an albedo guide, over each whole frame.")
 @click.option("--device", default="cpu", show_default=True, type=str,
               help="Cycles device: cpu, or gpu (the first of OptiX, CUDA, HIP, oneAPI, Metal that has a device).")
+@click.option("--clevr-assets", default=None, type=click.Path(file_okay=False),
+              help="Render the original shapes and materials of a clevr-dataset-gen checkout (its "
+                   "image_generation/data folder, or the checkout itself) instead of svkit's own, which are made "
+                   "in code to match them.")
 @build_options(
     default_chunk=CHUNK_SIZE,
     workers_help="Rendering processes, each holding one Blender session with cores / workers Cycles threads (or "
                  "Ray actors with --ray, one CPU and one Cycles thread each).",
 )
 @progress_option
-def build_clevr(out, n_train, n_test, n_val, seed, image_size, samples, denoise, device, run, progress):
+def build_clevr(out, n_train, n_test, n_val, seed, image_size, samples, denoise, device, clevr_assets, run, progress):
     """Render CLEVR-SV (StoryGAN's 4-frame CLEVR stories) into shards with Blender's Cycles.
 
     Every story adds one object per frame to a jittered CLEVR studio; frames come with sentences, StoryGAN's
@@ -40,7 +44,8 @@ def build_clevr(out, n_train, n_test, n_val, seed, image_size, samples, denoise,
 
     check_outputs(folders={"--out": out})
     files = build(out, {"train": n_train, "val": n_val, "test": n_test}, seed=seed, image_size=image_size,
-                  samples=samples, denoise=denoise, device=device.lower(), progress=progress, **run)
+                  samples=samples, denoise=denoise, device=device.lower(), clevr_assets=clevr_assets,
+                  progress=progress, **run)
     report_outputs(files, out)
 
 

@@ -20,10 +20,12 @@ from tqdm.auto import tqdm
 
 from sv_data.errors import BuildError, SvkitError, require_at_least
 from sv_data.files import write_json
-from sv_data.shards import SPLITS, ShardInfo, ShardSpec, ShardWriter, StoryBatch, join_parts, read_info
+from sv_data.shards import SPLITS, ShardInfo, ShardSpec, ShardWriter, StoryBatch, images_sha256, join_parts, read_info
 from sv_data.workers import check_workers, run_work
 
 BUILD_RECORD = "build.json"
+# What build.json says of the finished splits, beside the options: not compared when a build resumes.
+CHECKSUMS = "images_sha256"
 
 
 class StoryJob(Protocol):
@@ -148,6 +150,7 @@ def _read_record(out_dir: Path) -> dict:
 
 def check_same_options(out_dir: Path, record: dict, previous: dict) -> None:
     """Refuse to resume, in ``out_dir``, a build that ``previous`` records with other options than ``record``."""
+    previous = {k: v for k, v in previous.items() if k != CHECKSUMS}
     if previous == record:
         return
     now, before = _flatten(record), _flatten(previous)
@@ -242,9 +245,20 @@ def merge(out_dir: os.PathLike | str) -> dict[str, Path]:
             for part in parts:  # also those of a join that was killed before it could remove them
                 part.unlink(missing_ok=True)
         finished = _finished(out_dir, sizes)
+        _record_checksums(out_dir, record, finished)
     if parts_dir.exists() and not any(parts_dir.iterdir()):
         parts_dir.rmdir()
     return finished
+
+
+def _record_checksums(out_dir: Path, record: dict, finished: Mapping[str, Path]) -> None:
+    """Add the SHA-256 of each finished split's frames to build.json: two builds with the same options give the
+    same pixels, so a checksum tells a user that their build is the one described."""
+    known = record.get(CHECKSUMS, {})
+    missing = {split: path for split, path in finished.items() if split not in known}
+    if missing:
+        checksums = {**known, **{split: images_sha256(path) for split, path in missing.items()}}
+        write_json(out_dir / BUILD_RECORD, {**record, CHECKSUMS: checksums}, sort_keys=True)
 
 
 _SAME_BUILD = ("dataset", "build_config")  # join_parts checks the rest of the spec itself

@@ -48,10 +48,10 @@ for seed in range(3):
     renderer.set_scene(sample_scene(np.random.default_rng(seed)))
     whole = [renderer.render_frame(t) for t in range(4)]
     earlier = renderer.render_earlier_frames(whole[3])
-    for t, (image, mask) in enumerate(earlier):
-        masks_equal &= bool((mask == whole[t][1]).all())
-        squared.append(((image.astype(float) - whole[t][0]) ** 2).mean())
-        changed.append(float((image != whole[3][0]).any(axis=-1).mean()))
+    for t, frame in enumerate(earlier):
+        masks_equal &= bool((frame.mask == whole[t].mask).all())
+        squared.append(((frame.image.astype(float) - whole[t].image) ** 2).mean())
+        changed.append(float((frame.image != whole[3].image).any(axis=-1).mean()))
 print(json.dumps({"frames": len(earlier), "masks_equal": masks_equal,
                   "psnr": float(10 * np.log10(255**2 / np.mean(squared))), "changed": float(np.mean(changed))}))
 """

@@ -62,6 +62,17 @@ def one_story(split: str, index: int, objects, images, texts, labels, conditions
     )
 
 
+def assets_digest(folder: Path) -> str:
+    """SHA-256 over clevr-dataset-gen's shape and material files (names and bytes): what a build records of the
+    assets it rendered, so that a resumed build must use the same ones wherever they lie."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for path in sorted([*folder.glob("shapes/*.blend"), *folder.glob("materials/*.blend")]):
+        digest.update(path.relative_to(folder).as_posix().encode() + b"\0" + path.read_bytes())
+    return "sha256:" + digest.hexdigest()
+
+
 def extra_specs(image_size: int) -> dict[str, ExtraSpec]:
     """The ``extra/`` arrays of a CLEVR-SV shard (docs/clevr.md explains each)."""
     n, s = NUM_OBJECTS, image_size
@@ -86,6 +97,11 @@ def extra_specs(image_size: int) -> dict[str, ExtraSpec]:
     }
 
 
+# Frames of one renderer version differ from another's; a build records it, so that a resumed build never mixes
+# them. 2: CLEVR's shapes and materials, denoised whole frames (no seams), byte-reproducible.
+RENDERER_VERSION = 2
+
+
 @dataclass
 class ClevrJob:
     """Builds CLEVR-SV stories; holds only plain options until :meth:`setup` starts Blender in the process."""
@@ -99,11 +115,13 @@ class ClevrJob:
     # Render every frame whole, rather than frames 0..2 from the frame after each (ClevrRenderer): the references
     # of benchmarks/render.py, which so measures what the shortcut costs in fidelity.
     whole_frames: bool = False
+    clevr_assets: str | None = None  # clevr-dataset-gen's data folder: render its shapes and materials
     _renderer: object = field(default=None, init=False, repr=False, compare=False)
 
     def config(self) -> dict:
-        return {"dataset": DATASET, "seed": self.seed, "image_size": self.image_size, "samples": self.samples,
-                "denoise": self.denoise, "device": self.device, "whole_frames": self.whole_frames}
+        return {"dataset": DATASET, "renderer": RENDERER_VERSION, "seed": self.seed, "image_size": self.image_size,
+                "samples": self.samples, "denoise": self.denoise, "device": self.device, "whole_frames": self.whole_frames,
+                "clevr_assets": None if self.clevr_assets is None else assets_digest(Path(self.clevr_assets))}
 
     def spec(self, split: str) -> ShardSpec:
         return ShardSpec(
@@ -122,7 +140,9 @@ class ClevrJob:
         from sv_data.clevr.render import ClevrRenderer
 
         if self._renderer is None:
-            self._renderer = ClevrRenderer(self.image_size, self.samples, self.denoise, self.device, self.threads)
+            assets = None if self.clevr_assets is None else Path(self.clevr_assets)
+            self._renderer = ClevrRenderer(self.image_size, self.samples, self.denoise, self.device, self.threads,
+                                           assets)
 
     def __getstate__(self):
         return {**self.__dict__, "_renderer": None}
@@ -142,7 +162,7 @@ class ClevrJob:
                 continue
             self._renderer.set_scene(scene)
             last = self._renderer.render_frame(NUM_OBJECTS - 1)
-            counts = np.bincount(last[1].ravel(), minlength=NUM_OBJECTS + 1)[1:]
+            counts = np.bincount(last.mask.ravel(), minlength=NUM_OBJECTS + 1)[1:]
             if counts.min() >= need:  # every object visible in the last frame is visible in every frame
                 break
         else:
@@ -166,12 +186,12 @@ class ClevrJob:
             self._renderer = None
 
 
-def pack_story(scene: Scene, frames: list[tuple[np.ndarray, np.ndarray]], split: str, index: int,
-               seed: int) -> StoryBatch:
-    """One story as a StoryBatch of length 1, from its scene and its rendered (image, mask) frames."""
+def pack_story(scene: Scene, frames: list, split: str, index: int, seed: int) -> StoryBatch:
+    """One story as a StoryBatch of length 1, from its scene and its rendered frames (each with an ``image`` and
+    a ``mask``)."""
     objects, n = scene.objects, NUM_OBJECTS
-    images = np.stack([rgb for rgb, _ in frames])
-    masks = np.stack([mask for _, mask in frames])
+    images = np.stack([frame.image for frame in frames])
+    masks = np.stack([frame.mask for frame in frames])
     size = masks.shape[1:]
     positions = np.array([o.position for o in objects], np.float32)
     projected = project(scene.studio, positions, size).astype(np.float32)
@@ -207,13 +227,15 @@ def pack_story(scene: Scene, frames: list[tuple[np.ndarray, np.ndarray]], split:
 def build_clevr(out_dir: os.PathLike | str, split_sizes: Mapping[str, int], *, seed: int = 0, image_size: int = 64,
                 samples: int = DEFAULT_SAMPLES, denoise: bool = True, device: str = "cpu", workers: int | None = None,
                 chunk_size: int = CHUNK_SIZE, progress: bool = True, ray_address: str | None = None,
-                shard: tuple[int, int] | None = None, whole_frames: bool = False) -> dict[str, Path]:
+                shard: tuple[int, int] | None = None, whole_frames: bool = False,
+                clevr_assets: os.PathLike | str | None = None) -> dict[str, Path]:
     """Build (or resume) CLEVR-SV into ``out_dir``; returns the split files. Checks every option first.
 
     ``ray_address`` renders the chunks on Ray actors (``"local"`` starts Ray here); ``shard=(i, n)`` renders only
     chunks i, i+n, ... (one job of an array) and leaves the joining to :func:`sv_data.build.merge`, so it returns
     no split file until the last job's parts are merged. ``whole_frames`` renders every frame whole (the
-    references of ``benchmarks/render.py``).
+    references of ``benchmarks/render.py``). ``clevr_assets`` renders the original shapes and materials of a
+    clevr-dataset-gen checkout instead of svkit's own.
     """
     from sv_data.build import build, check_run_options
     from sv_data.clevr.render import DEVICES
@@ -234,8 +256,12 @@ def build_clevr(out_dir: os.PathLike | str, split_sizes: Mapping[str, int], *, s
         enable_gpu()  # fail here, with one line, rather than in every worker
     # A Ray actor holds one CPU of its node, so it renders with one thread; local workers share this machine.
     threads = 1 if ray_address is not None else max(1, default_workers() // workers)
+    if clevr_assets is not None:
+        from sv_data.clevr.render import find_clevr_assets
+
+        clevr_assets = str(find_clevr_assets(Path(clevr_assets)).resolve())
     job = ClevrJob(seed=seed, image_size=image_size, samples=samples, denoise=denoise, device=device, threads=threads,
-                   whole_frames=whole_frames)
+                   whole_frames=whole_frames, clevr_assets=clevr_assets)
     try:
         return build(job, out_dir, split_sizes, workers=workers, chunk_size=chunk_size, progress=progress,
                      desc="CLEVR-SV stories", ray_address=ray_address, shard=shard)

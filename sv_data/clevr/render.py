@@ -3,13 +3,14 @@
 One :class:`ClevrRenderer` holds one Blender scene for the life of its process: the studio (ground curving up into
 a backdrop, camera, three area lights and a sun), sixteen materials and, for each of the four object slots, one
 object per shape. Rendering a frame only moves, parks and re-colours those objects, so a story costs four Cycles
-renders and no set-up. Each render writes the denoised image and the object-index pass into one
-uncompressed EXR (headless Blender hands a render back only through a file), which is read back and removed.
+renders and no set-up. Each render writes its images into uncompressed EXRs (headless Blender hands a render back
+only through a file), which are read back and removed.
 
 Only a story's last frame is rendered whole. Frame t is frame t + 1 without object t + 1, so it is made from frame
-t + 1 by rendering again only the region that this object, its shadows and any metal object mirroring it cover
+t + 1 by path tracing again only the region that this object, its shadows and any metal object mirroring it cover
 (:func:`changed_region`): about a fifth of the image, which makes a story cost about two whole renders instead of
-four at nearly the same fidelity (docs/benchmarks.md).
+four. The region's noisy samples are put into frame t + 1's noisy image (and its albedo), and the compositor
+denoises the whole composite at once, so the denoiser never sees the region's border and leaves no seam.
 """
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ import shutil
 import sys
 import tempfile
 from contextlib import contextmanager
+from dataclasses import dataclass
 from multiprocessing.util import Finalize
 from pathlib import Path
 
@@ -39,6 +41,7 @@ from sv_data.clevr.scene import (
     SUN_STRENGTH,
     Scene,
 )
+from sv_data.clevr.shapes import SHAPE_MESHES
 from sv_data.errors import SvkitError
 
 DEVICES = ("cpu", "gpu")
@@ -58,9 +61,19 @@ PARKING = (0.0, 0.0, -100.0)  # where unused objects wait: below the floor, whic
 # 42.41 dB; regions at 0.5 42.30 dB, at 0.75 42.33 dB for a quarter more rendering; with only 1 pixel of denoiser
 # context 0.2 dB less; with every metal object, however far, 0.02 dB more for half again as much rendering.
 SHADOW_REACH = 0.5
-# Pixels rendered around that region and then dropped: the denoiser works near a region's edge without seeing
-# past it, so its last pixels differ from a whole render's.
-DENOISE_CONTEXT = 2
+
+# As CLEVR's render_images.py sets it: glossy paths after a bounce are blurred, which tames the fireflies of the
+# metal objects' mirrored highlights.
+CLEVR_BLUR_GLOSSY = 2.0
+# CLEVR's materials (the node groups of data/materials/*.blend, with the group inputs that render_images.py leaves
+# at their defaults): see rubber_shader and metal_shader.
+RUBBER_IOR = 1.2
+RUBBER_ROUGHNESS = 0.35
+RUBBER_SHEEN_ROUGHNESS = 0.6
+RUBBER_GLOSS_COLOR = (0.8, 0.8, 0.8, 1.0)
+METAL_ROUGHNESS = (0.4472, 0.1)  # the broad and the sharp reflection, mixed 0.4 : 0.6
+METAL_SHARP_SHARE = 0.6
+METAL_ANISOTROPY = 0.25
 
 # Cycles settings, tuned for speed at 64x64: the studio needs few bounces (no glass, no volumes), and the denoiser
 # removes what noise a dozen samples leave.
@@ -72,6 +85,14 @@ LIGHT_BOUNCES = {
     "volume_bounces": 0,
     "transparent_max_bounces": 0,
 }
+
+
+@dataclass(frozen=True)
+class RenderedFrame:
+    image: np.ndarray  # uint8 (H, W, 3), sRGB
+    mask: np.ndarray  # uint8 (H, W): 0 for the background, k + 1 for object k
+    noisy: np.ndarray  # float32 (H, W, 3), scene-linear, before denoising: where the frame before this one starts
+    albedo: np.ndarray | None  # float32 (H, W, 3): the denoiser's guide (None without denoising)
 
 
 class RenderError(SvkitError):
@@ -120,11 +141,20 @@ def srgb_bytes(linear: np.ndarray) -> np.ndarray:
 class ClevrRenderer:
     """One Blender session, reused for every frame this process renders."""
 
-    def __init__(self, image_size: int, samples: int, denoise: bool, device: str = "cpu", threads: int = 0):
+    def __init__(self, image_size: int, samples: int, denoise: bool, device: str = "cpu", threads: int = 0,
+                 clevr_assets: Path | None = None):
+        """``clevr_assets``: clevr-dataset-gen's ``image_generation/data`` folder, whose shapes and materials are
+        then rendered instead of svkit's own (:class:`ClevrAssets`)."""
         bpy = import_bpy()
 
         self.bpy = bpy
         self.image_size = image_size
+        self._denoiser = None
+        if denoise:
+            from sv_data.clevr.denoise import Denoiser
+
+            self._denoiser = Denoiser(image_size, image_size)
+        self._assets = None if clevr_assets is None else ClevrAssets(clevr_assets)
         self._tmp = Path(tempfile.mkdtemp(prefix="svkit-clevr-"))
         # Also at the exit of a pool worker, which skips atexit handlers but runs multiprocessing's finalizers.
         Finalize(self, shutil.rmtree, args=(str(self._tmp),), kwargs={"ignore_errors": True}, exitpriority=10)
@@ -160,21 +190,16 @@ class ClevrRenderer:
         cycles.seed = 0
         cycles.use_animated_seed = False
         cycles.caustics_reflective = cycles.caustics_refractive = False
-        cycles.blur_glossy = 1.0
+        cycles.blur_glossy = CLEVR_BLUR_GLOSSY
         for name, value in LIGHT_BOUNCES.items():
             setattr(cycles, name, value)
-        cycles.use_denoising = denoise
+        # Cycles' own denoiser would see only the region a render path traces: sv_data.clevr.denoise denoises the
+        # whole composite frame instead.
+        cycles.use_denoising = False
         if denoise:
-            import _cycles
-
-            if not _cycles.with_openimagedenoise:
-                raise RenderError("this bpy build has no OpenImageDenoise; use --no-denoise")
-            cycles.denoiser = "OPENIMAGEDENOISE"
-            # Without the normal guide OpenImageDenoise smooths the metal objects better: against 1024-sample
-            # renders, 8 samples gave 41.9 dB with albedo and normal, 42.1 dB with albedo alone.
-            cycles.denoising_input_passes = "RGB_ALBEDO"
-            cycles.denoising_prefilter = "FAST"
-            cycles.denoising_use_gpu = device == "gpu"
+            # The albedo guide. Without the normal guide OpenImageDenoise smooths the metal objects better: against
+            # 1024-sample renders, 8 samples gave 41.9 dB with albedo and normal, 42.1 dB with albedo alone.
+            scene.view_layers[0].cycles.denoising_store_passes = True
         scene.view_layers[0].use_pass_object_index = True
 
     def _aim(self, obj, position) -> None:
@@ -253,48 +278,34 @@ class ClevrRenderer:
 
     def _build_materials(self) -> dict[tuple[int, int], object]:
         """(colour index, material index) -> material. Colours are CLEVR's 0-255 values used as linear RGB / 255."""
-        bpy = self.bpy
         materials = {}
         for c, rgb in enumerate(COLORS.values()):
             color = (*(v / 255 for v in rgb), 1.0)
             for m, kind in enumerate(MATERIALS):
-                material = bpy.data.materials.new(f"{kind}-{c}")
+                material = self.bpy.data.materials.new(f"{kind}-{c}")
                 material.use_nodes = True
-                bsdf = material.node_tree.nodes["Principled BSDF"]
-                bsdf.inputs["Base Color"].default_value = color
-                if kind == "rubber":  # matte, a faint sheen and a weak uncoloured highlight
-                    bsdf.inputs["Roughness"].default_value = 0.7
-                    bsdf.inputs["Specular IOR Level"].default_value = 0.25
-                    bsdf.inputs["Sheen Weight"].default_value = 0.2
-                else:  # a coloured mirror, slightly rough, without a diffuse part
-                    bsdf.inputs["Metallic"].default_value = 1.0
-                    bsdf.inputs["Roughness"].default_value = 0.25
+                tree = material.node_tree
+                tree.nodes.clear()
+                if self._assets is None:
+                    surface = (rubber_shader if kind == "rubber" else metal_shader)(tree, color)
+                else:
+                    surface = self._assets.material(tree, kind, color)
+                tree.links.new(surface, tree.nodes.new("ShaderNodeOutputMaterial").inputs["Surface"])
                 materials[c, m] = material
         return materials
 
     def _shape_meshes(self) -> list:
-        import bmesh
-
+        if self._assets is not None:
+            return [self._assets.mesh(name) for name in SHAPES]
         meshes = []
         for name in SHAPES:
-            bm = bmesh.new()
-            if name == "cube":
-                bmesh.ops.create_cube(bm, size=2.0)
-                bmesh.ops.bevel(bm, geom=list(bm.edges), offset=0.08, segments=3, affect="EDGES", profile=0.5)
-                for face in bm.faces:  # the six big faces flat, the rounded edges smooth
-                    face.smooth = face.calc_area() < 1.0
-            elif name == "sphere":
-                bmesh.ops.create_uvsphere(bm, u_segments=32, v_segments=16, radius=1.0)
-                for face in bm.faces:
-                    face.smooth = True
-            else:
-                bmesh.ops.create_cone(bm, cap_ends=True, segments=32, radius1=1.0, radius2=1.0, depth=2.0)
-                for face in bm.faces:  # the side smooth, the caps flat
-                    face.smooth = len(face.verts) == 4
+            data = SHAPE_MESHES[name]()
             mesh = self.bpy.data.meshes.new(name)
-            bm.to_mesh(mesh)
-            bm.free()
-            mesh.materials.append(None)
+            mesh.from_pydata(data.vertices.tolist(), [], data.faces)
+            if data.smooth:
+                mesh.shade_smooth()
+            else:
+                mesh.shade_flat()
             meshes.append(mesh)
         return meshes
 
@@ -302,6 +313,9 @@ class ClevrRenderer:
         """objects[k][shape]: one object per slot and shape (each with its own mesh), parked under the floor until a
         story shows it: moving objects is all that changes between renders, which Cycles syncs quickly."""
         meshes = self._shape_meshes()
+        for mesh in meshes:
+            mesh.materials.clear()
+            mesh.materials.append(None)
         objects = []
         for k in range(NUM_OBJECTS):
             row = []
@@ -315,26 +329,33 @@ class ClevrRenderer:
         return objects
 
     def _build_output(self) -> None:
-        """Compositor: the image with the object index as its alpha, into one float EXR per render."""
+        """Compositor: the noisy image with the object index as its alpha, and the albedo (the denoiser's guide),
+        each into a float EXR per render."""
         scene = self.scene
         scene.use_nodes = True
         tree = scene.node_tree
         tree.nodes.clear()
         layers = tree.nodes.new("CompositorNodeRLayers")
-        combine = tree.nodes.new("CompositorNodeSetAlpha")
-        combine.mode = "REPLACE_ALPHA"
-        image = layers.outputs["Image"]  # denoised when denoising is on
-        tree.links.new(image, combine.inputs["Image"])
-        tree.links.new(layers.outputs["IndexOB"], combine.inputs["Alpha"])
+        with_index = tree.nodes.new("CompositorNodeSetAlpha")
+        with_index.mode = "REPLACE_ALPHA"
+        tree.links.new(layers.outputs["Image"], with_index.inputs["Image"])
+        tree.links.new(layers.outputs["IndexOB"], with_index.inputs["Alpha"])
+        written = {"noisy": with_index.outputs["Image"]}
+        if self._denoiser is not None:
+            written["albedo"] = layers.outputs["Denoising Albedo"]
         out = tree.nodes.new("CompositorNodeOutputFile")
         out.base_path = str(self._tmp)
         out.format.file_format = "OPEN_EXR"
         out.format.color_depth = "32"
         out.format.exr_codec = "NONE"
         out.format.color_mode = "RGBA"
-        out.file_slots[0].path = "frame"
-        tree.links.new(combine.outputs[0], out.inputs[0])
-        self._output = self._tmp / f"frame{scene.frame_current:04d}.exr"
+        for i, (name, socket) in enumerate(written.items()):
+            if i == 0:  # the node comes with one slot (removing it leaks memory in Blender 4.5)
+                out.file_slots[0].path = name
+            else:
+                out.file_slots.new(name)
+            tree.links.new(socket, out.inputs[i])
+        self._outputs = {name: self._tmp / f"{name}{scene.frame_current:04d}.exr" for name in written}
 
     # ---- per story ----------------------------------------------------------------------------------------
     def set_scene(self, scene: Scene) -> None:
@@ -349,30 +370,22 @@ class ClevrRenderer:
             active.scale = (obj.scale,) * 3
             active.material_slots[0].material = self._materials[obj.color, obj.material]
 
-    def render_frame(self, frame: int) -> tuple[np.ndarray, np.ndarray]:
-        """Frame ``frame`` of the current scene (objects 0..frame shown; -1: none), rendered whole: uint8 RGB
-        (H, W, 3) and the instance mask uint8 (H, W) with 0 for the background and k + 1 for object k."""
+    def render_frame(self, frame: int) -> RenderedFrame:
+        """Frame ``frame`` of the current scene (objects 0..frame shown; -1: none), rendered whole."""
         self._show(frame)
-        return self._render_region(None)
+        return self._render(None, None)
 
-    def render_earlier_frames(self, last: tuple[np.ndarray, np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
-        """Frames 0..n-2 of the current scene, as :meth:`render_frame` gives them, given ``last``, its rendered last
-        frame: each is made from the frame after it by rendering again only the region in which the two differ
-        (:func:`changed_region`), or whole when that region is unknown."""
+    def render_earlier_frames(self, last: RenderedFrame) -> list[RenderedFrame]:
+        """Frames 0..n-2 of the current scene, given ``last``, its rendered last frame: each is made from the frame
+        after it by path tracing again only the region in which the two differ (:func:`changed_region`), or whole
+        when that region is unknown."""
         frames = [last]
         for t in reversed(range(len(self._scene.objects) - 1)):
-            image, mask = frames[0]
+            after = frames[0]
             mirrors = [k for k in range(t + 1) if MATERIALS[self._scene.objects[k].material] == "metal"]
-            region = changed_region(mask, t + 1, mirrors)
-            if region is None:
-                frames.insert(0, self.render_frame(t))
-                continue
+            region = changed_region(after.mask, t + 1, mirrors)
             self._show(t)
-            x0, y0, x1, y1 = region
-            new_image, new_mask = self._render_region(region)
-            image, mask = image.copy(), mask.copy()  # the region holds every pixel of the removed object
-            image[y0:y1, x0:x1], mask[y0:y1, x0:x1] = new_image[y0:y1, x0:x1], new_mask[y0:y1, x0:x1]
-            frames.insert(0, (image, mask))
+            frames.insert(0, self._render(region, after))
         return frames[:-1]
 
     def _show(self, frame: int) -> None:
@@ -384,27 +397,139 @@ class ClevrRenderer:
                 if tuple(obj.location) != where:
                     obj.location = where
 
-    def _render_region(self, region: Box | None) -> tuple[np.ndarray, np.ndarray]:
-        """One Cycles render of the whole image, or of ``region`` and DENOISE_CONTEXT pixels around it (the rest
-        of the returned image is then black)."""
+    def _render(self, region: Box | None, base: RenderedFrame | None) -> RenderedFrame:
+        """One Cycles render: of the whole image, or of ``region`` only, put into ``base``'s noisy image, albedo
+        and mask; then the whole composite is denoised."""
+        size = self.image_size
         render = self.scene.render
         render.use_border = region is not None
+        inside = np.ones((size, size, 1), bool)
         if region is not None:
-            size = self.image_size
-            x0, y0, x1, y1 = (min(size, max(0, v + d)) for v, d in zip(region, (-DENOISE_CONTEXT, -DENOISE_CONTEXT,
-                                                                                DENOISE_CONTEXT, DENOISE_CONTEXT)))
+            x0, y0, x1, y1 = region
+            inside[:] = False
+            inside[y0:y1, x0:x1] = True
             render.use_crop_to_border = False
             # Blender's border runs from the bottom-left corner, in fractions of the image.
             render.border_min_x, render.border_max_x = x0 / size, x1 / size
             render.border_min_y, render.border_max_y = 1 - y1 / size, 1 - y0 / size
         with _quiet_stdout():
             self.bpy.ops.render.render(write_still=False)
-        pixels = _read_exr(self._output)
-        self._output.unlink()
-        return srgb_bytes(pixels[..., :3]), np.rint(pixels[..., 3]).astype(np.uint8)
+        passes = {}
+        for name, path in self._outputs.items():
+            passes[name] = _read_exr(path)
+            path.unlink()
+        noisy, mask = passes["noisy"][..., :3], np.rint(passes["noisy"][..., 3]).astype(np.uint8)
+        albedo = passes["albedo"][..., :3] if self._denoiser is not None else None
+        if region is not None:
+            noisy = np.where(inside, noisy, base.noisy)
+            mask = np.where(inside[..., 0], mask, base.mask)
+            if albedo is not None:
+                albedo = np.where(inside, albedo, base.albedo)
+        image = noisy if self._denoiser is None else self._denoiser(noisy, albedo)
+        return RenderedFrame(srgb_bytes(image), mask, noisy, albedo)
 
     def close(self) -> None:
+        if self._denoiser is not None:
+            self._denoiser.close()
         shutil.rmtree(self._tmp, ignore_errors=True)
+
+
+def rubber_shader(tree, color):
+    """CLEVR's Rubber: a diffuse base that turns into a sheen towards grazing angles (mixed by Fresnel at IOR
+    RUBBER_IOR + 0.5), under an uncoloured Beckmann gloss of roughness sqrt(RUBBER_ROUGHNESS) mixed in by Fresnel
+    at RUBBER_IOR. Returns the shader socket."""
+    diffuse = _node(tree, "ShaderNodeBsdfDiffuse", Color=color, Roughness=0.0)
+    sheen = _node(tree, "ShaderNodeBsdfSheen", {"distribution": "ASHIKHMIN"}, Color=color,
+                  Roughness=RUBBER_SHEEN_ROUGHNESS)
+    base = _mix(tree, _node(tree, "ShaderNodeFresnel", IOR=RUBBER_IOR + 0.5), diffuse, sheen)
+    gloss = _node(tree, "ShaderNodeBsdfAnisotropic", {"distribution": "BECKMANN"}, Color=RUBBER_GLOSS_COLOR,
+                  Roughness=math.sqrt(RUBBER_ROUGHNESS), Anisotropy=0.0)
+    return _mix(tree, _node(tree, "ShaderNodeFresnel", IOR=RUBBER_IOR), base, gloss)
+
+
+def metal_shader(tree, color):
+    """CLEVR's MyMetal: two anisotropic GGX reflections tinted by the colour, one broad and one sharp, and no
+    diffuse part. Returns the shader socket."""
+    broad, sharp = (_node(tree, "ShaderNodeBsdfAnisotropic", {"distribution": "GGX"}, Color=color, Roughness=r,
+                          Anisotropy=METAL_ANISOTROPY) for r in METAL_ROUGHNESS)
+    return _mix(tree, METAL_SHARP_SHARE, broad, sharp)
+
+
+def _node(tree, kind: str, settings: dict | None = None, **inputs):
+    """A new shader node's first output; ``inputs`` are values, or output sockets to link from."""
+    node = tree.nodes.new(kind)
+    for name, value in (settings or {}).items():
+        setattr(node, name, value)
+    for name, value in inputs.items():
+        _feed(tree, node.inputs[name], value)
+    return node.outputs[0]
+
+
+def _mix(tree, fac, first, second):
+    node = tree.nodes.new("ShaderNodeMixShader")
+    _feed(tree, node.inputs["Fac"], fac)
+    tree.links.new(first, node.inputs[1])
+    tree.links.new(second, node.inputs[2])
+    return node.outputs[0]
+
+
+def _feed(tree, socket, value) -> None:
+    if hasattr(value, "links"):  # an output socket
+        tree.links.new(value, socket)
+    else:
+        socket.default_value = value
+
+
+class ClevrAssets:
+    """The original shapes and materials of clevr-dataset-gen, read from its ``image_generation/data`` folder (or a
+    checkout holding it): ``shapes/{SmoothCube_v2,Sphere,SmoothCylinder}.blend`` and
+    ``materials/{Rubber,MyMetal}.blend``, each holding one object or node group of the file's name."""
+
+    SHAPE_FILES = {"cube": "SmoothCube_v2", "sphere": "Sphere", "cylinder": "SmoothCylinder"}
+    MATERIAL_FILES = {"rubber": "Rubber", "metal": "MyMetal"}
+
+    def __init__(self, folder: Path):
+        self.folder = find_clevr_assets(folder)
+        self._groups = {}
+
+    def mesh(self, shape: str):
+        name = self.SHAPE_FILES[shape]
+        return self._load(Path("shapes", name + ".blend"), "objects", name).data.copy()
+
+    def material(self, tree, kind: str, color):
+        """A group node of the material's node group with its colour set (as render_images.py does); returns its
+        shader socket."""
+        name = self.MATERIAL_FILES[kind]
+        if name not in self._groups:
+            self._groups[name] = self._load(Path("materials", name + ".blend"), "node_groups", name)
+        group = tree.nodes.new("ShaderNodeGroup")
+        group.node_tree = self._groups[name]
+        group.inputs["Color"].default_value = color
+        return group.outputs[0]
+
+    def _load(self, relative: Path, collection: str, name: str):
+        import bpy
+
+        path = self.folder / relative
+        with bpy.data.libraries.load(str(path)) as (source, target):
+            if name not in getattr(source, collection):
+                raise RenderError(f"{path}: holds no {collection[:-1].replace('_', ' ')} named {name}")
+            setattr(target, collection, [name])
+        return getattr(target, collection)[0]
+
+
+def find_clevr_assets(folder: Path) -> Path:
+    """The folder holding ``shapes/`` and ``materials/`` of clevr-dataset-gen: ``folder`` itself, or its
+    ``data`` or ``image_generation/data``. One-line error naming the first missing file otherwise."""
+    folder = Path(folder)
+    needed = [Path("shapes", f + ".blend") for f in ClevrAssets.SHAPE_FILES.values()]
+    needed += [Path("materials", f + ".blend") for f in ClevrAssets.MATERIAL_FILES.values()]
+    for candidate in (folder, folder / "data", folder / "image_generation" / "data"):
+        if all((candidate / f).is_file() for f in needed):
+            return candidate
+    missing = next(f for f in needed if not (folder / f).is_file())
+    raise SvkitError(f"--clevr-assets {folder}: not clevr-dataset-gen's image_generation/data folder "
+                     f"({missing} is missing)")
 
 
 @contextmanager

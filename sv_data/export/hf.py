@@ -18,7 +18,7 @@ import numpy as np
 from sv_data.errors import SvkitError
 from sv_data.export.common import BLOCK, ExportSummary, export_folder, png_bytes, shards_in_split_order, split_sizes, \
     story_blocks
-from sv_data.shards import ShardInfo, label_frequencies
+from sv_data.shards import ShardInfo, images_sha256, label_frequencies
 
 STORIES_PER_FILE = 16 * BLOCK  # some tens of MB of 64x64 frames per file
 FEATURES = {  # datasets' feature dict ("Sequence" is read by datasets 2.x to 5.x)
@@ -100,8 +100,9 @@ def dataset_card(infos: Sequence[ShardInfo]) -> str:
     header = ["---", "license: other", "configs:", "- config_name: default", "  data_files:"]
     header += [f"  - split: {info.spec.split}\n    path: data/{info.spec.split}-*" for info in infos if info.num_stories]
     header.append("---")
-    counts = ["| split | stories | frames |", "| --- | --- | --- |"]
-    counts += [f"| {i.spec.split} | {i.num_stories} | {i.num_stories * i.frames_per_story} |" for i in infos]
+    counts = ["| split | stories | frames | SHA-256 of the frames' pixels |", "| --- | --- | --- | --- |"]
+    counts += [f"| {i.spec.split} | {i.num_stories} | {i.num_stories * i.frames_per_story} | "
+               f"`{images_sha256(i.path)}` |" for i in infos]
     frequencies = {info.spec.split: label_frequencies(info.path) for info in infos}
     labels = [f"| label | {' | '.join(frequencies)} |", "| --- |" + " --- |" * len(frequencies)]
     labels += [f"| {name} | " + " | ".join(f"{f[name]:.1%}" for f in frequencies.values()) + " |"
