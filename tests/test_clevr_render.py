@@ -6,6 +6,7 @@ import sys
 import numpy as np
 
 from sv_data.clevr.render import SHADOW_REACH, changed_region
+from sv_data.shards import ShardReader
 
 
 def mask_with(boxes, size=64):
@@ -65,3 +66,61 @@ def test_a_frame_rendered_from_the_next_matches_a_whole_render():
     assert found["frames"] == 3 and found["masks_equal"]
     assert found["psnr"] > 40, found
     assert found["changed"] > 0.01, found  # frames 0-2 are not frame 3
+
+
+# clevr-dataset-gen's layout, filled with svkit's own shapes and materials: a build that reads them through
+# --clevr-assets must draw exactly what the default build draws.
+WRITE_ASSETS = r"""
+import sys
+from pathlib import Path
+
+import bpy
+from sv_data.clevr.render import ClevrAssets, metal_shader, rubber_shader
+from sv_data.clevr.shapes import SHAPE_MESHES
+
+folder = Path(sys.argv[1])
+for shape, name in ClevrAssets.SHAPE_FILES.items():
+    data = SHAPE_MESHES[shape]()
+    mesh = bpy.data.meshes.new(name)
+    mesh.from_pydata(data.vertices.tolist(), [], data.faces)
+    mesh.shade_smooth() if data.smooth else mesh.shade_flat()
+    (folder / "shapes").mkdir(parents=True, exist_ok=True)
+    bpy.data.libraries.write(str(folder / "shapes" / f"{name}.blend"), {bpy.data.objects.new(name, mesh)})
+for kind, name in ClevrAssets.MATERIAL_FILES.items():
+    group = bpy.data.node_groups.new(name, "ShaderNodeTree")
+    group.interface.new_socket("Color", in_out="INPUT", socket_type="NodeSocketColor")
+    group.interface.new_socket("Shader", in_out="OUTPUT", socket_type="NodeSocketShader")
+    inputs, outputs = group.nodes.new("NodeGroupInput"), group.nodes.new("NodeGroupOutput")
+    shader = (rubber_shader if kind == "rubber" else metal_shader)(group, inputs.outputs["Color"])
+    group.links.new(shader, outputs.inputs["Shader"])
+    (folder / "materials").mkdir(parents=True, exist_ok=True)
+    bpy.data.libraries.write(str(folder / "materials" / f"{name}.blend"), {group})
+"""
+
+
+def test_clevr_assets_are_rendered_in_place_of_svkits_own(tmp_path):
+    assets = tmp_path / "clevr-dataset-gen" / "image_generation" / "data"
+    done = subprocess.run([sys.executable, "-c", WRITE_ASSETS, str(assets)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    images = {}
+    for name, extra in (("own", []), ("assets", ["--clevr-assets", str(tmp_path / "clevr-dataset-gen")])):
+        command = [sys.executable, "-m", "cli.data", "build-clevr", "--out", str(tmp_path / name), "--n-train", "2",
+                   "--n-test", "0", "--samples", "4", "--workers", "1", "--no-progress", *extra]
+        done = subprocess.run(command, capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr[-2000:]
+        with ShardReader(tmp_path / name / "train.h5") as shard:
+            images[name] = shard.read_images(range(2))
+    np.testing.assert_array_equal(images["assets"], images["own"])
+    recorded = json.loads((tmp_path / "assets" / "build.json").read_text())["config"]["clevr_assets"]
+    assert recorded.startswith("sha256:")
+
+
+def test_a_folder_without_clevr_assets_is_a_one_line_error(tmp_path):
+    (tmp_path / "shapes").mkdir()
+    command = [sys.executable, "-m", "cli.data", "build-clevr", "--out", str(tmp_path / "out"), "--n-train", "1",
+               "--clevr-assets", str(tmp_path)]
+    done = subprocess.run(command, capture_output=True, text=True)
+    assert done.returncode == 2
+    assert done.stderr.strip() == (f"error: --clevr-assets {tmp_path}: not clevr-dataset-gen's image_generation/data "
+                                   "folder (shapes/SmoothCube_v2.blend is missing)")
+    assert not (tmp_path / "out" / "train.h5").exists()
