@@ -1,6 +1,6 @@
 """CLEVR-SV rendering speed and fidelity, in one run.
 
-1. Builds ``--stories`` training stories with ``sv-data build-clevr``'s defaults (all cores, 12 samples, denoised)
+1. Builds ``--stories`` training stories with ``sv-data build-clevr``'s defaults (all cores, 16 samples, denoised)
    and reports frames per second, wall clock, start-up included.
 2. Renders the first ``--reference-stories`` of them again with ``--reference-samples`` samples, every frame whole
    (same seed and settings otherwise), and reports the PSNR of the build's frames against those references: so

@@ -17,8 +17,8 @@ from sv_data.clevr.render import ClevrRenderer
 from sv_data.clevr.scene import sample_scene
 
 SETTINGS = {  # name -> (samples, denoise, threads, light tree)
-    "12 samples + OIDN, 1 thread (the build's default)": (12, True, 1, True),
-    "16 samples + OIDN, 1 thread": (16, True, 1, True),
+    "12 samples + OIDN, 1 thread": (12, True, 1, True),
+    "16 samples + OIDN, 1 thread (the build's default)": (16, True, 1, True),
     "16 samples + OIDN, 2 threads": (16, True, 2, True),
     "16 samples, no denoising, 1 thread": (16, False, 1, True),
     "8 samples + OIDN, 1 thread": (8, True, 1, True),

@@ -5,6 +5,7 @@ from collections import Counter
 import numpy as np
 import pytest
 
+from sv_data.clevr import shapes
 from sv_data.clevr.seams import seam_ratio
 from sv_data.clevr.shapes import SHAPE_MESHES, cylinder, rounded_cube, sphere
 
@@ -28,7 +29,8 @@ def test_each_shape_is_closed_faces_outwards_and_spans_the_unit_cube(make):
     assert signed_volume(mesh) > 0
 
 
-def test_cube_has_smoothcube_v2s_layout_and_rounding():
+def test_cube_has_smoothcube_v2s_layout_and_rounding(monkeypatch):
+    monkeypatch.setattr(shapes, "CUBE_STEPS", 12)  # SmoothCube_v2's own tessellation
     cube = rounded_cube()
     assert (len(cube.vertices), len(cube.faces), cube.smooth) == (3752, 3750, True)
     top = cube.vertices[np.isclose(cube.vertices[:, 2], 1.0)]
@@ -53,7 +55,7 @@ def test_cylinder_has_a_straight_side_rounded_rims_and_flat_shading():
     rim = (radius > 0.9 + 1e-9) & (v[:, 2] > 0.9 + 1e-9)
     u, w = (radius[rim] - 0.9) / 0.1, (v[rim, 2] - 0.9) / 0.1
     np.testing.assert_allclose(u**4 + w**4, 1.0, atol=1e-9)  # SmoothCylinder's superellipse of exponent 4
-    assert not mesh.smooth and len(np.unique(np.round(np.arctan2(side[:, 1], side[:, 0]), 9))) == 128
+    assert not mesh.smooth and len(np.unique(np.round(np.arctan2(side[:, 1], side[:, 0]), 9))) == shapes.CYLINDER_SEGMENTS
 
 
 def test_sphere_is_a_unit_sphere():

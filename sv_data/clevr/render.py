@@ -310,7 +310,7 @@ class ClevrRenderer:
         return meshes
 
     def _build_objects(self) -> list[list]:
-        """objects[k][shape]: one object per slot and shape (each with its own mesh), parked under the floor until a
+        """objects[k][shape]: one object per slot and shape (the slots share each shape's mesh), parked under the floor until a
         story shows it: moving objects is all that changes between renders, which Cycles syncs quickly."""
         meshes = self._shape_meshes()
         for mesh in meshes:
@@ -320,7 +320,7 @@ class ClevrRenderer:
         for k in range(NUM_OBJECTS):
             row = []
             for shape, mesh in zip(SHAPES, meshes):
-                obj = self._link(f"object{k}-{shape}", mesh.copy())
+                obj = self._link(f"object{k}-{shape}", mesh)
                 obj.pass_index = k + 1
                 obj.material_slots[0].link = "OBJECT"
                 obj.location = PARKING

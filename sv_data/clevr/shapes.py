@@ -5,11 +5,17 @@ themselves are not part of svkit). Every shape spans [-1, 1] on each axis and is
 
 - SmoothCube_v2: flat square faces out to +-0.75, joined by rounded edges and corners whose profile is the
   superellipse |u|^3 + |v|^3 = 0.25^3 (its 45-degree point lies at 0.9484 from the centre, where a circular
-  rounding would give 0.9268); 6 x 25 x 25 quads, all smooth-shaded (the big faces stay flat: their corner normals
-  point straight out).
+  rounding would give 0.9268); all smooth-shaded (the big faces stay flat: their corner normals point straight
+  out). The original has 12 quads across each half of a rounded edge (6 x 25 x 25 quads).
 - SmoothCylinder: the side is straight from z = -0.9 to 0.9; the rims are rounded with the superellipse
-  |u|^4 + |v|^4 = 0.1^4 about (r, z) = (0.9, +-0.9); 128 segments round; flat-shaded.
-- Sphere: radius 1, flat-shaded at 15,360 faces, which at any frame size svkit renders is a smooth sphere.
+  |u|^4 + |v|^4 = 0.1^4 about (r, z) = (0.9, +-0.9); flat-shaded. The original has 128 segments round and 16 on
+  each rim.
+- Sphere: radius 1 (the original is flat-shaded at 15,360 faces, which at these sizes is a smooth sphere).
+
+svkit tessellates the same surfaces more coarsely (the counts below): a Cycles render re-syncs every mesh in the
+scene whenever an object moves, and with the originals' counts that took 30 ms instead of 12 per render. At 64x64
+the frames differ from those of the original counts by 54 dB PSNR (64 samples, 8 stories), far below a build's own
+noise (about 41 dB).
 """
 from __future__ import annotations
 
@@ -20,13 +26,13 @@ import numpy as np
 
 CUBE_FLAT_HALF = 0.75
 CUBE_EXPONENT = 3.0
-CUBE_STEPS = 12  # quads across each half of a rounded edge: 25 x 25 quads per face, as in SmoothCube_v2
+CUBE_STEPS = 4  # quads across each half of a rounded edge (9 x 9 quads a face; SmoothCube_v2: 12, 25 x 25)
 CYLINDER_RIM = 0.1
 CYLINDER_EXPONENT = 4.0
-CYLINDER_RIM_STEPS = 16
-CYLINDER_SEGMENTS = 128
-SPHERE_SEGMENTS = 64
-SPHERE_RINGS = 32
+CYLINDER_RIM_STEPS = 6
+CYLINDER_SEGMENTS = 48
+SPHERE_SEGMENTS = 32
+SPHERE_RINGS = 16
 
 
 @dataclass(frozen=True)
