@@ -2,6 +2,9 @@
 
 1. Builds ``--stories`` training stories with ``sv-data build-clevr``'s defaults (all cores, 16 samples, denoised)
    and reports frames per second, wall clock, start-up included.
+   It also reports the seam ratio of those frames (sv_data.clevr.seams: 1.00 is seamless) and, with
+   ``--seam-sheet PATH``, writes the first four stories magnified 4x with the floor's greys stretched
+   ((x - 90) x 3), where a seam would show.
 2. Renders the first ``--reference-stories`` of them again with ``--reference-samples`` samples, every frame whole
    (same seed and settings otherwise), and reports the PSNR of the build's frames against those references: so
    the figure holds both the noise that the samples leave and what building a story up region by region costs.
@@ -9,6 +12,7 @@
     python benchmarks/render.py                       # 200 stories, 16 references at 1024 samples
     python benchmarks/render.py --stories 40 --reference-stories 4 --reference-samples 256
     python benchmarks/render.py --workers 1 --reference-stories 0   # speed alone, one worker
+    python benchmarks/render.py --stories 100 --reference-stories 0 --seam-sheet docs/figures/clevr-seams.png
 """
 from __future__ import annotations
 
@@ -23,10 +27,20 @@ import numpy as np
 
 from sv_data.clevr import DEFAULT_SAMPLES
 from sv_data.clevr.job import build_clevr, default_workers
+from sv_data.clevr.seams import seam_ratio
 from sv_data.shards import ShardReader
 
 # Story i of a 13,000-story build (10,000 train + 3,000 test) costs the same as story i of this one.
 FULL_DATASET_FRAMES = 13_000 * 4
+
+
+def write_seam_sheet(images: np.ndarray, path: Path) -> None:
+    """Stories as rows of frames, magnified 4x, with the greys of the floor stretched ((x - 90) x 3)."""
+    from PIL import Image
+
+    rows = [np.concatenate(list(story), axis=1) for story in images]
+    sheet = np.clip((np.concatenate(rows, axis=0).astype(np.float64) - 90) * 3, 0, 255).astype(np.uint8)
+    Image.fromarray(sheet).resize((sheet.shape[1] * 4, sheet.shape[0] * 4), Image.NEAREST).save(path)
 
 
 def read(path: Path, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -54,6 +68,7 @@ def main() -> None:
     parser.add_argument("--reference-stories", type=int, default=16, help="stories rendered again as references")
     parser.add_argument("--reference-samples", type=int, default=1024)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seam-sheet", type=Path, help="write the first 4 stories, contrast-stretched, here")
     args = parser.parse_args()
     denoise = not args.no_denoise
     common = dict(seed=args.seed, image_size=args.image_size, denoise=denoise, workers=args.workers, progress=False)
@@ -73,6 +88,12 @@ def main() -> None:
         # On a shared machine the wall clock depends on the neighbours; CPU time per frame much less so.
         print(f"  CPU time {cpu / frames:.3f} s per frame: {args.workers * frames / cpu:.1f} frames/s "
               f"if the {args.workers} workers had their cores to themselves")
+
+        built, _ = read(build, args.stories)
+        print(f"  seam ratio {seam_ratio(built):.3f} over {args.stories} stories (1.00: no seams)")
+        if args.seam_sheet:
+            write_seam_sheet(built[:4], args.seam_sheet)
+            print(f"  seam sheet: {args.seam_sheet}")
 
         n = min(args.reference_stories, args.stories)
         if n < 1:

@@ -9,8 +9,8 @@ only through a file), which are read back and removed.
 Only a story's last frame is rendered whole. Frame t is frame t + 1 without object t + 1, so it is made from frame
 t + 1 by path tracing again only the region that this object, its shadows and any metal object mirroring it cover
 (:func:`changed_region`): about a fifth of the image, which makes a story cost about two whole renders instead of
-four. The region's noisy samples are put into frame t + 1's noisy image (and its albedo), and the compositor
-denoises the whole composite at once, so the denoiser never sees the region's border and leaves no seam.
+four. The region's noisy samples are put into frame t + 1's noisy image (and its albedo), and OpenImageDenoise
+(:mod:`.denoise`) denoises the whole composite at once, so it never sees the region's border and leaves no seam.
 """
 from __future__ import annotations
 
@@ -76,7 +76,7 @@ METAL_SHARP_SHARE = 0.6
 METAL_ANISOTROPY = 0.25
 
 # Cycles settings, tuned for speed at 64x64: the studio needs few bounces (no glass, no volumes), and the denoiser
-# removes what noise a dozen samples leave.
+# removes what noise a dozen or two samples leave.
 LIGHT_BOUNCES = {
     "max_bounces": 4,
     "diffuse_bounces": 2,
@@ -310,8 +310,9 @@ class ClevrRenderer:
         return meshes
 
     def _build_objects(self) -> list[list]:
-        """objects[k][shape]: one object per slot and shape (the slots share each shape's mesh), parked under the floor until a
-        story shows it: moving objects is all that changes between renders, which Cycles syncs quickly."""
+        """objects[k][shape]: one object per slot and shape (the slots share each shape's mesh), parked under the
+        floor until a story shows it: moving objects is all that changes between renders, which Cycles syncs
+        quickly."""
         meshes = self._shape_meshes()
         for mesh in meshes:
             mesh.materials.clear()
