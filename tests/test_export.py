@@ -1,6 +1,7 @@
 """`sv-data export`: each format read back by its importer (or by `datasets`) gives the shards' stories."""
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -110,7 +111,8 @@ def test_hf_export_loads_as_images_with_a_dataset_card(tmp_path):
     by_card = datasets.load_dataset(str(tmp_path / "hf"), cache_dir=str(tmp_path / "cache2"))
     assert {s: len(d) for s, d in by_card.items()} == {"train": 5, "test": 3}
     card = (tmp_path / "hf" / "README.md").read_text()
-    assert "| train | 5 | 20 |" in card and "| test | 3 | 12 |" in card
+    pixels = hashlib.sha256(np.ascontiguousarray(built.images).tobytes()).hexdigest()
+    assert f"| train | 5 | 20 | `{pixels}` |" in card and "| test | 3 | 12 | `" in card
     red = label_frequencies(shards[0])["red"]
     assert f"| red | {red:.1%} |" in card and '"maker": "tests"' in card and "belong to their owners" in card
 
