@@ -209,7 +209,7 @@ def _fd(sets: Sequence[GaussianStats], reference: Sequence[GaussianStats]) -> fl
 
 
 def _paired_scores(p: _Pass, wants: set[str]) -> dict[str, float]:
-    """The scores of a pass of drawn frames that compare each frame with its own story."""
+    """SSIM, PSNR and the evaluator's scores of a pass of drawn frames: all but the Fréchet distances."""
     scores = {name: getattr(p, name) / p.frames for name in ("ssim", "psnr") if name in wants}
     return {**scores, **(p.tally.scores() if p.tally is not None else {})}
 
