@@ -41,7 +41,8 @@ from sv_model.data import (
     to_device,
     uses_pool_frames,
 )
-from sv_model.evaluation.evaluators import Evaluator, evaluator_f1, load_evaluator
+from sv_model.evaluation.evaluators import F1_SCORE, Evaluator, load_evaluator
+from sv_model.evaluation.floor import NO_FLOOR, derangement
 from sv_model.evaluation.image_metrics import SSIM_IMPLEMENTATION, ssim_per_frame
 from sv_model.generate import draw_stories, save_story_sheet
 from sv_model.networks import ModelConfig
@@ -113,8 +114,17 @@ class _FixedStories:
     def __len__(self) -> int:
         return len(self.conditions)
 
-    def draw(self, trainer: Trainer, batch_size: int) -> torch.Tensor:
-        return draw_stories(trainer.generator, self.conditions, self.labels, SAMPLE_SEED, trainer.device, batch_size)
+    def draw(self, trainer: Trainer, batch_size: int, fed: np.ndarray | None = None) -> torch.Tensor:
+        """The stories drawn with their own conditions, or with those of stories ``fed`` (one per story, for the
+        floor); either way story i gets the same noise."""
+        rows = slice(None) if fed is None else torch.from_numpy(fed)
+        return draw_stories(trainer.generator, self.conditions[rows], self.labels[rows], SAMPLE_SEED, trainer.device,
+                            batch_size)
+
+    def evaluated(self, evaluator: Evaluator, frames: torch.Tensor) -> dict[str, float]:
+        """The evaluator's scores of uint8 frames (n, T, 3, S, S) against these stories' own conditions and labels."""
+        pixels = frames.permute(0, 1, 3, 4, 2).cpu().numpy()
+        return evaluator.tally(pixels, self.conditions.numpy(), self.labels.numpy()).scores()
 
 
 def _validation_metric(options: TrainOptions, val_info: ShardInfo | None) -> str | None:
@@ -302,16 +312,36 @@ class _Loop:
         return iter(stories), iter(frames)
 
     def _validate(self) -> dict[str, float]:
-        """The validation scores: ``val/ssim``, and ``val/evaluator_f1`` with an evaluator."""
-        fixed = self.setup.val_stories
-        generated = fixed.draw(self.trainer, self.options.story_batch * 4)
-        scores = {"val/ssim": float(ssim_per_frame(generated, fixed.real).mean())}
-        if self.setup.evaluator is not None:
-            frames = generated.permute(0, 1, 3, 4, 2).cpu().numpy()
-            scores["val/evaluator_f1"] = evaluator_f1(
-                self.setup.evaluator, frames, fixed.conditions.cpu().numpy(), fixed.labels.cpu().numpy()
-            )
+        """The validation scores: ``val/ssim``, with an evaluator every score of it (``val/object_f1``, ...) and
+        ``val/evaluator_f1``, the F1 that picks best.pt; each but consistency beside its floor (``val/ssim_floor``,
+        ...: the stories drawn with the same noise and the conditions of other validation stories)."""
+        fixed, evaluator = self.setup.val_stories, self.setup.evaluator
+        batch_size = self.options.story_batch * 4
+        drawn = {"": fixed.draw(self.trainer, batch_size)}
+        if len(fixed) >= 2:  # one story has no other to take conditions from
+            drawn["_floor"] = fixed.draw(self.trainer, batch_size, derangement(len(fixed), SAMPLE_SEED))
+        scores = {}
+        for suffix, generated in drawn.items():
+            scores[f"val/ssim{suffix}"] = float(ssim_per_frame(generated, fixed.real).mean())
+            if evaluator is not None:
+                evaluated = fixed.evaluated(evaluator, generated)
+                scores.update({f"val/{name}{suffix}": value for name, value in evaluated.items()
+                               if not (suffix and name in NO_FLOOR)})
+        if evaluator is not None:
+            scores["val/evaluator_f1"] = scores[f"val/{F1_SCORE[evaluator.kind]}"]
         return scores
+
+    def _log_ceilings(self, writer) -> None:
+        """The evaluator's scores of the real validation frames, the best a checkpoint can reach: logged at step 0,
+        as ``val/NAME_ceiling``, once for the whole run."""
+        fixed = self.setup.val_stories
+        scores = fixed.evaluated(self.setup.evaluator, fixed.real)
+        ceilings = {f"val/{name}_ceiling": value for name, value in scores.items()}
+        for name, value in ceilings.items():
+            writer.add_scalar(name, value, 0)
+        self.run_folder.append_metrics({"step": 0, **ceilings})
+        self.setup.log("validation ceilings (the evaluator on the real validation frames): "
+                       + ", ".join(f"{name} {value:.4f}" for name, value in scores.items()))
 
     def _stop_if_diverged(self, step: int, statistics: dict[str, float] | None = None) -> None:
         """A loss or weight that turned NaN or infinite never recovers: stop before a checkpoint or sample keeps
@@ -380,6 +410,8 @@ class _Loop:
         story_iter, frame_iter = self._loaders(start)
         writer = (SummaryWriter(self.run_folder.dir / "tensorboard", purge_step=start if start else None)
                   if self.main else None)
+        if self.main and start == 0 and self.setup.evaluator is not None:
+            self._log_ceilings(writer)
         progress = tqdm(total=total, initial=start, unit="step", dynamic_ncols=True,
                         disable=not (options.progress and self.main), file=sys.stderr)
         step, sums, count, last_stats = start, {}, 0, {}

@@ -10,7 +10,8 @@ from click.testing import CliRunner
 from PIL import Image
 
 from cli.model import main
-from sv_data.shards import ShardSpec, ShardWriter, StoryBatch
+from sv_data.shards import ShardReader, ShardSpec, ShardWriter, StoryBatch
+from sv_model.data import resize
 from sv_model.evaluation.efficientnet_lite import imagenet_backbone
 from sv_model.evaluation.evaluators import CHARACTERS, load_evaluator
 
@@ -142,9 +143,23 @@ def test_training_with_an_evaluator_logs_its_f1_and_keeps_the_best_by_it(glyph_e
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-    f1s = [r["val/evaluator_f1"] for r in rows if "val/evaluator_f1" in r]
+    validations = [r for r in rows if "val/evaluator_f1" in r]
+    f1s = [r["val/evaluator_f1"] for r in validations]
     assert len(f1s) == 2 and all(0 <= f <= 1 for f in f1s)
-    assert all("val/ssim" in r for r in rows if "val/evaluator_f1" in r)
+    scores = ("character_precision", "character_recall", "character_f1", "frame_accuracy")
+    for r in validations:
+        assert r["val/evaluator_f1"] == r["val/character_f1"]
+        assert {"val/ssim", "val/ssim_floor", *(f"val/{s}{kind}" for s in scores for kind in ("", "_floor"))} <= r.keys()
+    # The ceilings are logged once, at step 0: the evaluator on the real validation frames at the model's size.
+    ceilings = [r for r in rows if any(key.endswith("_ceiling") for key in r)]
+    assert [r["step"] for r in ceilings] == [0]
+    with ShardReader(root / "test.h5") as reader:
+        indices = np.arange(len(reader))
+        real = resize(torch.from_numpy(reader.read("images", indices)).permute(0, 1, 4, 2, 3).float(), 16)
+        truth = load_evaluator(evaluator, device="cpu").tally(
+            real.round().clamp(0, 255).to(torch.uint8).permute(0, 1, 3, 4, 2).numpy(),
+            reader.read("conditions", indices), reader.read("labels", indices)).scores()
+    assert ceilings[0] == {"step": 0, **{f"val/{s}_ceiling": pytest.approx(truth[s]) for s in scores}}
     best = torch.load(run / "checkpoints" / "best.pt", weights_only=True)
     assert best["metric"] == best["best_metric"] == max(f1s)
     assert "evaluator" in json.loads((run / "config.json").read_text())["validation_metric"]

@@ -14,7 +14,10 @@ from cli.model import main
 from sv_data.shards import ShardReader, ShardSpec, ShardWriter, StoryBatch
 from sv_model.evaluation.clevr_objects import objects_from_conditions
 from sv_model.evaluation.evaluators import ATTRIBUTES, load_evaluator
-from sv_model.evaluation.evaluate import METRIC_GROUPS
+from sv_model.evaluation.image_metrics import ssim_per_frame
+from sv_model.evaluation.evaluate import METRIC_GROUPS, evaluate
+from sv_model.evaluation.floor import NO_FLOOR, derangement
+from sv_model.evaluation.report import write_report
 from sv_model.training_loop import TrainOptions, train
 
 EVALUATOR_BUILD = {"train": 160, "test": 40}  # real renders, 4 samples: about a minute on two cores
@@ -125,10 +128,12 @@ def test_evaluate_writes_a_report_with_every_field(clevr_evaluator, checkpoints,
     expected = {name for group in ("ssim", "psnr", "attributes", "evaluator-fd", "fid") for name in METRIC_GROUPS[group]}
     assert set(report["metrics"]) == expected
     for name, entry in report["metrics"].items():
-        assert {"mean", "std", "draws", "ceiling", "higher_is_better", "stories", "frames"} <= entry.keys(), name
+        assert {"mean", "std", "draws", "floor", "ceiling", "higher_is_better", "stories", "frames"} <= entry.keys()
         assert len(entry["draws"]) == 2 and entry["stories"] == 8 and entry["frames"] == 32
-        assert entry["mean"] == pytest.approx(np.mean(entry["draws"]))
-        assert entry["std"] == pytest.approx(np.std(entry["draws"], ddof=1))
+        for figures in (entry, entry["floor"]) if name not in NO_FLOOR else (entry,):
+            assert figures["mean"] == pytest.approx(np.mean(figures["draws"])), name
+            assert figures["std"] == pytest.approx(np.std(figures["draws"], ddof=1)), name
+    assert {name for name, entry in report["metrics"].items() if entry["floor"] is None} == NO_FLOOR
     metrics = report["metrics"]
     assert metrics["ssim"]["ceiling"] == 1.0 and 0 < metrics["ssim"]["mean"] < 1
     assert metrics["fid"]["higher_is_better"] is False and metrics["fid"]["mean"] > metrics["fid"]["ceiling"] >= 0
@@ -146,8 +151,62 @@ def test_evaluate_writes_a_report_with_every_field(clevr_evaluator, checkpoints,
     assert metrics["exact_match_accuracy"]["mean"] < metrics["exact_match_accuracy"]["ceiling"]
 
     table = out.with_suffix(".txt").read_text()
-    assert "ceiling" in table and "exact_match_accuracy" in table and "fid" in table
+    assert "ceiling" in table and "floor" in table and "exact_match_accuracy" in table and "fid" in table
+    assert f"{metrics['object_f1']['floor']['mean']:.4f} ± {metrics['object_f1']['floor']['std']:.4f}" in table
     assert table.strip() in output
+
+
+class RealFrames:
+    """A pseudo-model that draws the real frames of whichever test story it is given the conditions of: one that
+    does exactly as it is told. ``blind`` makes it ignore its conditions and draw the stories its noise seed picks."""
+
+    def __init__(self, shard: Path, blind: bool = False):
+        with ShardReader(shard) as reader:
+            rows = np.arange(len(reader))
+            self.frames, conditions = reader.read("images", rows), reader.read("conditions", rows)
+            self.dataset, self.image_size = reader.info.spec.dataset, reader.info.image_size
+        self.story_of = {c.tobytes(): i for i, c in enumerate(conditions)}
+        self.blind = blind
+
+    def check_compatible(self, info):
+        pass
+
+    def generate(self, conditions, labels, seed):
+        if self.blind:
+            return self.frames[np.random.default_rng(seed).integers(0, len(self.frames), len(conditions))]
+        return self.frames[[self.story_of[c.tobytes()] for c in conditions]]
+
+
+def test_the_floor_is_the_model_fed_other_stories_scored_against_its_own(clevr_evaluator, tiny_clevr, tmp_path):
+    test = tiny_clevr / "test.h5"
+    evaluator = load_evaluator(clevr_evaluator, device="cpu")
+    options = dict(evaluator=evaluator, metrics=["ssim", "attributes"], seed=3, block_size=3, progress=False)
+    obedient = evaluate(RealFrames(test), test, **options)
+    with ShardReader(test) as reader:
+        rows = np.arange(len(reader))
+        real, conditions, labels = (reader.read(name, rows) for name in ("images", "conditions", "labels"))
+    # The real frames of the stories whose conditions the floor feeds, scored against each story's own objects.
+    fed = derangement(len(rows), seed=3)
+    expected = {"ssim": float(ssim_per_frame(*(torch.from_numpy(f).permute(0, 1, 4, 2, 3) for f in (real[fed], real)))
+                              .double().mean()),
+                **evaluator.tally(real[fed], conditions, labels).scores()}
+    for name, entry in obedient["metrics"].items():
+        assert entry["mean"] == pytest.approx(entry["ceiling"]), name  # doing as told reaches the ceiling
+        if name not in NO_FLOOR:
+            assert entry["floor"]["mean"] == pytest.approx(expected[name], abs=1e-6), name
+    for name in ("ssim", "object_f1", "exact_match_accuracy"):
+        assert obedient["metrics"][name]["floor"]["mean"] < obedient["metrics"][name]["ceiling"], name
+
+    # A model that ignores its conditions draws the same frames for the floor (same noise): no gap at all.
+    blind = evaluate(RealFrames(test, blind=True), test, samples=2, **options)["metrics"]
+    for name, entry in blind.items():
+        if name not in NO_FLOOR:
+            assert entry["floor"]["draws"] == entry["draws"], name
+
+    table = write_report(obedient, tmp_path / "report.json").read_text()
+    f1 = obedient["metrics"]["object_f1"]
+    assert any(line.split()[:5] == ["object_f1", "↑", f"{f1['mean']:.4f}", f"{f1['floor']['mean']:.4f}",
+                                    f"{f1['ceiling']:.4f}"] for line in table.splitlines()), table
 
 
 def test_the_same_seed_gives_the_same_report(checkpoints, tiny_clevr, tmp_path):

@@ -9,6 +9,7 @@ import torch
 from sv_data.clevr.scene import CONDITION_DIM, NUM_OBJECTS, SLOT_SIZE
 from sv_model.evaluation.clevr_objects import GRID, IGNORE, STRIDE, describe, frame_targets, objects_from_conditions
 from sv_model.evaluation.fitting import EDGE, _shift
+from sv_model.evaluation.floor import derangement
 from sv_model.evaluation.frechet import GaussianStats, frechet_distance
 from sv_model.evaluation.image_metrics import psnr_per_frame, ssim_per_frame
 from sv_model.evaluation.scores import MultiLabelTally, ObjectSetTally, mean_and_std
@@ -138,6 +139,23 @@ def test_mean_and_std_over_draws():
     assert mean_and_std([0.5]) == (0.5, None)
     mean, std = mean_and_std([1.0, 2.0, 3.0])
     assert mean == 2.0 and std == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("n", [2, 3, 7, 100])
+def test_a_derangement_gives_every_story_another_storys_conditions(n):
+    order = derangement(n, seed=5)
+    assert sorted(order) == list(range(n)), "every story's conditions are fed to exactly one story"
+    assert (order != np.arange(n)).all()
+    assert np.array_equal(order, derangement(n, seed=5))
+
+
+def test_derangements_are_drawn_from_all_of_them():
+    # The 2 derangements of 3 stories are the two 3-cycles; of 4 stories there are 9, two kinds: two swaps (3)
+    # and 4-cycles (6). A draw that only ever made one kind (e.g. a shift by one) would miss most of them.
+    assert {tuple(derangement(3, seed)) for seed in range(50)} == {(1, 2, 0), (2, 0, 1)}
+    assert len({tuple(derangement(4, seed)) for seed in range(200)}) == 9
+    with pytest.raises(ValueError):
+        derangement(1, seed=0)
 
 
 def conditions_for(objects):

@@ -1,10 +1,14 @@
-"""``sv-model evaluate``'s scores: draw every test story K times and score the drawings, each score next to what the same
-measure gives on the real test frames (its ceiling).
+"""``sv-model evaluate``'s scores: draw every test story K times and score the drawings, each score next to what the
+same measure gives on the real test frames (its ceiling) and on the same model fed other stories' conditions (its
+floor, :mod:`.floor`).
 
 The test stories are read and drawn in blocks; per block, the real frames go through every measure once (the
-ceilings) and each noise draw k goes through them again. Sums and feature statistics are kept per draw, so the
-report gives each score's mean and standard deviation over the K draws. The frames of block b in draw k come from
-``generate(..., seed=SeedSequence([seed, k, b]))``: the same seed and block size give the same report.
+ceilings) and each noise draw k goes through them again, twice: once with the stories' own conditions, once with
+those of the stories that a seeded derangement assigns them (the floor; only the measures that compare a frame
+with its own story). Sums and feature statistics are kept per draw, so the report gives each score's mean and
+standard deviation over the K draws. The frames of block b in draw k come from
+``generate(..., seed=SeedSequence([seed, k, b]))``, the floor's with the same seed: the same seed and block size
+give the same report.
 """
 from __future__ import annotations
 
@@ -23,6 +27,7 @@ from sv_data.shards import ShardInfo, ShardReader, iter_blocks, read_info
 from sv_model.evaluation import image_metrics, inception
 from sv_model.evaluation.clevr_objects import CONDITION_KIND as CLEVR_OBJECTS
 from sv_model.evaluation.evaluators import ATTRIBUTES, CHARACTERS, Evaluator
+from sv_model.evaluation.floor import NO_FLOOR, derangement
 from sv_model.evaluation.frechet import GaussianStats, frechet_distance
 from sv_model.evaluation.report import build_report
 from sv_model.evaluation.scores import mean_and_std
@@ -44,6 +49,9 @@ METRIC_GROUPS = {
 }
 LOWER_IS_BETTER = {"fid", "evaluator_fd"}
 EVALUATOR_GROUPS = {"attributes", "characters", "evaluator-fd"}
+PAIRED_GROUPS = {"ssim", "psnr", "attributes", "characters"}  # those with a floor (see .floor.NO_FLOOR)
+
+
 class StoryDrawer(Protocol):
     """What evaluation needs of a generator (``sv_model.generate.StoryGenerator`` is one)."""
 
@@ -92,7 +100,8 @@ def _draw_seed(seed: int, draw: int, block: int) -> int:
 
 @dataclass
 class _Pass:
-    """Running sums of one pass over the test stories: the real frames (ceiling) or one noise draw."""
+    """Running sums of one pass over the test stories: the real frames (ceiling), one noise draw, or the floor of
+    one noise draw."""
 
     ssim: float = 0.0
     psnr: float = 0.0
@@ -131,11 +140,18 @@ def evaluate(
     size = tuple(generator.image_size)
     wants = set(metrics)
     fid_features = inception.InceptionFeatures(device) if "fid" in wants else None
-    passes = [_Pass() for _ in range(samples + 1)]  # passes[0] is the real frames
-    for p in passes:
-        p.tally = evaluator.new_tally() if wants & {"attributes", "characters"} else None
-        p.inception = [GaussianStats(inception.FEATURE_DIM) for _ in range(2)] if fid_features else []
-        p.evaluator = [GaussianStats(evaluator.feature_dim) for _ in range(2)] if "evaluator-fd" in wants else []
+    # Whose conditions each story is drawn with for the floor; one story has no other to take them from.
+    floor_order = derangement(stories, seed) if stories >= 2 and wants & PAIRED_GROUPS else None
+
+    def new_pass(features: bool) -> _Pass:
+        p = _Pass(tally=evaluator.new_tally() if wants & {"attributes", "characters"} else None)
+        if features:
+            p.inception = [GaussianStats(inception.FEATURE_DIM) for _ in range(2)] if fid_features else []
+            p.evaluator = [GaussianStats(evaluator.feature_dim) for _ in range(2)] if "evaluator-fd" in wants else []
+        return p
+
+    passes = [new_pass(features=True) for _ in range(samples + 1)]  # passes[0] is the real frames
+    floors = [new_pass(features=False) for _ in range(samples)] if floor_order is not None else []
 
     def score(p: _Pass, frames: np.ndarray, real: np.ndarray, conditions, labels, parity: np.ndarray) -> None:
         n, t = frames.shape[:2]
@@ -155,22 +171,34 @@ def evaluate(
                 for half in (0, 1):
                     stats[half].add(features[frame_parity == half])
 
+    def draw(conditions: np.ndarray, labels: np.ndarray, draw_seed: int, shape: tuple) -> np.ndarray:
+        drawn = np.asarray(generator.generate(conditions, labels, seed=draw_seed))
+        if drawn.shape != shape:
+            raise SvkitError(f"the generator drew frames of shape {drawn.shape[1:]}, expected {shape[1:]}")
+        return drawn
+
     blocks = list(iter_blocks(stories, block_size))
-    with ShardReader(data) as reader, tqdm(total=stories * (samples + 1), desc="evaluating", unit="story", disable=not progress) as bar:
+    total = stories * (1 + samples + len(floors))
+    with ShardReader(data) as reader, tqdm(total=total, desc="evaluating", unit="story", disable=not progress) as bar:
+        every = np.arange(stories)  # conditions and labels are small: read once, so a block can take any story's
+        all_conditions, all_labels = reader.read("conditions", every), reader.read("labels", every)
         for b, (start, stop) in enumerate(blocks):
             rows = np.arange(start, stop)
             real = _resize(reader.read("images", rows), size)
-            conditions, labels = reader.read("conditions", rows), reader.read("labels", rows)
+            conditions, labels = all_conditions[rows], all_labels[rows]
             parity = rows % 2
             score(passes[0], real, real, conditions, labels, parity)
             bar.update(len(rows))
             for k in range(samples):
-                drawn = np.asarray(generator.generate(conditions, labels, seed=_draw_seed(seed, k, b)))
-                if drawn.shape != real.shape:
-                    raise SvkitError(f"the generator drew frames of shape {drawn.shape[1:]}, expected {real.shape[1:]}")
-                score(passes[k + 1], drawn, real, conditions, labels, parity)
+                draw_seed = _draw_seed(seed, k, b)
+                score(passes[k + 1], draw(conditions, labels, draw_seed, real.shape), real, conditions, labels, parity)
                 bar.update(len(rows))
-    results = _results(metrics, passes, stories, info.frames_per_story)
+                if floors:
+                    fed = floor_order[rows]
+                    drawn = draw(all_conditions[fed], all_labels[fed], draw_seed, real.shape)
+                    score(floors[k], drawn, real, conditions, labels, parity)  # against the story's own truth
+                    bar.update(len(rows))
+    results = _results(metrics, passes, floors, stories, info.frames_per_story)
     return build_report(generator, info, evaluator, metrics, results, samples, seed, block_size, stories, str(device))
 
 
@@ -180,32 +208,35 @@ def _fd(sets: Sequence[GaussianStats], reference: Sequence[GaussianStats]) -> fl
     return frechet_distance(a, b) if a.count >= 2 and b.count >= 2 else None
 
 
-def _results(metrics: Sequence[str], passes: list[_Pass], stories: int, frames_per_story: int) -> dict[str, dict]:
+def _paired_scores(p: _Pass, wants: set[str]) -> dict[str, float]:
+    """SSIM, PSNR and the evaluator's scores of a pass of drawn frames: all but the Fréchet distances."""
+    scores = {name: getattr(p, name) / p.frames for name in ("ssim", "psnr") if name in wants}
+    return {**scores, **(p.tally.scores() if p.tally is not None else {})}
+
+
+def _over_draws(values: list[float | None]) -> dict:
+    known = [v for v in values if v is not None]
+    mean, std = mean_and_std(known) if known else (None, None)
+    return {"mean": mean, "std": std, "draws": values}
+
+
+def _results(metrics: Sequence[str], passes: list[_Pass], floors: list[_Pass], stories: int, frames_per_story: int
+             ) -> dict[str, dict]:
     real, draws = passes[0], passes[1:]
-    per_draw: dict[str, list[float | None]] = {}
-    ceiling: dict[str, float | None] = {}
-    for group in metrics:
-        if group == "ssim":
-            per_draw["ssim"], ceiling["ssim"] = [d.ssim / d.frames for d in draws], 1.0
-        elif group == "psnr":
-            per_draw["psnr"], ceiling["psnr"] = [d.psnr / d.frames for d in draws], None
-        elif group in ("attributes", "characters"):
-            for name, value in real.tally.scores().items():
-                ceiling[name] = value
-                per_draw[name] = [d.tally.scores()[name] for d in draws]
-        else:
-            name, attr = ("fid", "inception") if group == "fid" else ("evaluator_fd", "evaluator")
-            halves = getattr(real, attr)
-            per_draw[name] = [_fd(getattr(d, attr), halves) for d in draws]
+    model = [_paired_scores(d, set(metrics)) for d in draws]
+    floor = [_paired_scores(f, set(metrics)) for f in floors]
+    ceiling: dict[str, float | None] = {"ssim": 1.0, "psnr": None, **(real.tally.scores() if real.tally else {})}
+    for name, attr in (("fid", "inception"), ("evaluator_fd", "evaluator")):
+        halves = getattr(real, attr)
+        if halves:
+            for scores, d in zip(model, draws):
+                scores[name] = _fd(getattr(d, attr), halves)
             ceiling[name] = frechet_distance(*halves) if min(h.count for h in halves) >= 2 else None
     out = {}
-    for name, values in per_draw.items():
-        known = [v for v in values if v is not None]
-        mean, std = mean_and_std(known) if known else (None, None)
+    for name in (name for group in metrics for name in METRIC_GROUPS[group]):
         out[name] = {
-            "mean": mean,
-            "std": std,
-            "draws": values,
+            **_over_draws([scores[name] for scores in model]),
+            "floor": _over_draws([scores[name] for scores in floor]) if floor and name not in NO_FLOOR else None,
             "ceiling": ceiling[name],
             "higher_is_better": name not in LOWER_IS_BETTER,
             "stories": stories,

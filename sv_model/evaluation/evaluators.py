@@ -151,11 +151,13 @@ class CharacterEvaluator(Evaluator):
         return tally
 
 
+F1_SCORE = {ATTRIBUTES: "object_f1", CHARACTERS: "character_f1"}  # per evaluator kind: the score best.pt is kept by
+
+
 def evaluator_f1(evaluator: Evaluator, frames: np.ndarray, conditions: np.ndarray, labels: np.ndarray) -> float:
     """The evaluator's F1 on stories (object F1 on CLEVR-SV, character F1 otherwise): the one number a training
     loop can log to keep its best checkpoint. frames uint8 (n, T, H, W, 3)."""
-    scores = evaluator.tally(frames, conditions, labels).scores()
-    return scores["object_f1" if evaluator.kind == ATTRIBUTES else "character_f1"]
+    return evaluator.tally(frames, conditions, labels).scores()[F1_SCORE[evaluator.kind]]
 
 
 # ---------------------------------------------------------------------------------------------------------------

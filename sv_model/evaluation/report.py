@@ -15,11 +15,16 @@ NOTES = {
     "psnr": "10 log10(255^2 / MSE) per frame, averaged over all frames. Ceiling: infinite (a frame against itself).",
     "fid": inception.IMPLEMENTATION + "; generated test frames against all real test frames. Ceiling: real frames "
     "of the even-numbered test stories against those of the odd-numbered ones (half the samples on each side, "
-    "and FID grows as samples shrink, so the ceiling is a conservative floor).",
+    "and FID grows as samples shrink, so the best reachable value lies somewhat below this ceiling).",
     "evaluator_fd": "Fréchet distance in the pooled features of svkit's own evaluator, generated test frames "
     "against real test frames; ceiling as for FID (even against odd stories).",
     "ceilings": "Each ceiling is the same measure applied to the real test frames in place of generated ones: the "
     "best score that measure can give on this test set.",
+    "floors": "Each floor is the same model with the same noise fed the conditions (and labels) of another test "
+    "story, whole stories swapped by a derangement seeded with the protocol's seed, and scored against each "
+    "story's own ground truth as the model is: what the measure gives a model that ignores what it is told. "
+    "Null for measures that never compare a frame with its own story (consistency, FID, evaluator_fd) and when "
+    "only one story is scored.",
 }
 
 
@@ -64,7 +69,7 @@ def build_report(generator, info, evaluator, metrics, results, samples, seed, bl
             "note": evaluator.info["note"],
         },
         "metrics": results,
-        "notes": {k: v for k, v in NOTES.items() if k == "ceilings" or k in results},
+        "notes": {k: v for k, v in NOTES.items() if k in ("ceilings", "floors") or k in results},
         "versions": package_versions(),
     }
 
@@ -76,17 +81,23 @@ def format_table(report: dict) -> str:
     lines = [
         f"{report['model']['checkpoint']} on {data['path']} ({data['dataset']}, split {data['split']}): "
         f"{data['stories']} stories, {data['frames']} frames, {k} noise draw{'s' if k > 1 else ''}, seed {protocol['seed']}",
-        f"{'metric':<24}{'model (mean ± std over draws)':>32}{'ceiling (real test frames)':>30}",
+        f"{'metric':<24}{'model (mean ± std over draws)':>32}{'floor (shuffled conditions)':>30}"
+        f"{'ceiling (real test frames)':>30}",
     ]
 
     def number(value):
         return "—" if value is None else f"{value:.4f}"
 
+    def over_draws(entry):
+        if entry is None:
+            return "—"
+        return number(entry["mean"]) + ("" if entry["std"] is None else f" ± {entry['std']:.4f}")
+
     for name, entry in report["metrics"].items():
-        spread = "" if entry["std"] is None else f" ± {entry['std']:.4f}"
         arrow = "↑" if entry["higher_is_better"] else "↓"
         ceiling = "∞" if name == "psnr" else number(entry["ceiling"])
-        lines.append(f"{name + ' ' + arrow:<24}{number(entry['mean']) + spread:>32}{ceiling:>30}")
+        floor = over_draws(entry["floor"])
+        lines.append(f"{name + ' ' + arrow:<24}{over_draws(entry):>32}{floor:>30}{ceiling:>30}")
     if report["evaluator"] is not None:
         lines.append(f"evaluator: {report['evaluator']['folder']} ({report['evaluator']['kind']}); {report['evaluator']['note']}")
     return "\n".join(lines)
