@@ -17,6 +17,7 @@ from sv_data.shards import (
     join_parts,
     label_frequencies,
     read_info,
+    repack,
     validate,
 )
 from sv_data.torch_data import FrameDataset, StoryDataset
@@ -343,6 +344,10 @@ def test_a_damaged_chunk_gives_one_line(tmp_path):
     assert str(caught.value).startswith(f"{path}: ") and "\n" not in str(caught.value)
     problems = validate(path)
     assert len(problems) == 1 and "damaged" in problems[0] and problems[0].startswith(str(path))
+    with pytest.raises(ShardError, match="damaged or truncated data in images") as caught:
+        repack(path, tmp_path / "repacked.h5", progress=False)
+    assert str(caught.value).startswith(f"{path}: ") and "\n" not in str(caught.value)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.h5"]  # nothing half-written left behind
 
 
 def test_story_and_frame_datasets_batch_reads(tmp_path):
