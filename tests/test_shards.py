@@ -358,6 +358,10 @@ def test_story_and_frame_datasets_batch_reads(tmp_path):
         conditions = reader.read("conditions", range(6))
     items = stories.__getitems__([4, 1])
     assert items[0]["images"].dtype == torch.uint8 and items[0]["images"].shape == (4, 3, 16, 16)
+    batch = stories.batch([4, 1])
+    assert batch["images"].shape == (2, 4, 3, 16, 16) and batch["index"].tolist() == [4, 1]
+    for key in ("images", "conditions", "labels"):
+        assert torch.equal(batch[key], torch.stack([item[key] for item in items])), key
     np.testing.assert_array_equal(items[0]["images"].permute(0, 2, 3, 1).numpy(), images[4])
     assert items[1]["index"] == 1
     frames = FrameDataset(path, indices=[5, 2])
