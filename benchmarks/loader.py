@@ -1,14 +1,17 @@
-"""Stories per second from a shard into a training loop, against per-frame PNG files resized with PIL.
+"""Stories per second into a training loop, against per-frame PNG files resized with PIL.
 
 The PNG loader is what StoryGAN's reference code does: one 320x240 PNG per frame, opened with PIL and resized to
-64x64 when the story is read. Both loaders go through the same DataLoader settings, and each batch is turned into
-float tensors as a training step would.
+64x64 when the story is read, one story per item of a shuffled DataLoader. The shard is read by the training
+loop's own loader (``sv_model.data.stream_loader``: shuffled batches of whole stories). Both use the same batch
+size and number of DataLoader workers, and each batch is turned into float tensors as a training step would.
+After one epoch to warm up, each side is timed over ``--repeat`` epochs, the two sides taking turns so that a busy
+neighbour slows both alike; the best epoch of each counts.
 
-    python benchmarks/loader.py [--stories 2000] [--workers 0 2] [--shard existing.h5]
+    python benchmarks/loader.py [--stories 2000] [--workers 0 2] [--repeat 3] [--shard existing.h5]
 
 Without ``--shard`` it makes CLEVR-like stories of T=4 frames at 64x64 (and their 320x240 PNG frames). With
-``--shard existing.h5`` it reads the first ``--stories`` stories of that shard instead, at the shard's own T and
-image size; their PNG frames are the shard's frames scaled up to 320x240.
+``--shard existing.h5`` the PNG frames are those of the shard's first ``--stories`` stories, scaled up to 320x240,
+and read at the shard's own T and image size; the shard's loader draws its batches from all of its stories.
 """
 from __future__ import annotations
 
@@ -16,6 +19,7 @@ import argparse
 import tempfile
 import time
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import torch
@@ -23,7 +27,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
 from sv_data.shards import ShardError, ShardReader, ShardSpec, ShardWriter, StoryBatch, read_info
-from sv_data.torch_data import StoryDataset
+from sv_model.data import STORY_STREAM, stream_loader
 
 T, SIZE, PNG_SIZE = 4, 64, (320, 240)
 
@@ -89,17 +93,24 @@ class PngStories(Dataset):
         return {"images": torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2)}
 
 
-def stories_per_second(dataset, workers: int, batch: int, epochs: int = 2) -> float:
+def png_batches(dataset: Dataset, workers: int, batch: int) -> Iterator[dict]:
     loader = DataLoader(dataset, batch_size=batch, shuffle=True, num_workers=workers, drop_last=True,
                         persistent_workers=workers > 0)
-    seen, start = 0, None
-    for epoch in range(epochs + 1):  # epoch 0 warms up workers and the page cache
-        if epoch == 1:
-            start, seen = time.perf_counter(), 0
-        for batch_ in loader:
-            images = batch_["images"].float().div_(127.5).sub_(1)
-            seen += images.shape[0]
-    return seen / (time.perf_counter() - start)
+    while True:
+        yield from loader
+
+
+def shard_batches(shard: Path, workers: int, batch: int) -> Iterator[dict]:
+    return iter(stream_loader(shard, STORY_STREAM, batch, seed=0, start=0, workers=workers, pin=False,
+                              pool_frames=False))
+
+
+def stories_per_second(batches: Iterator[dict], count: int) -> float:
+    """Over the next ``count`` batches, each turned into floats as a training step would."""
+    began, seen = time.perf_counter(), 0
+    for _ in range(count):
+        seen += next(batches)["images"].float().div_(127.5).sub_(1).shape[0]
+    return seen / (time.perf_counter() - began)
 
 
 def main():
@@ -107,6 +118,7 @@ def main():
     parser.add_argument("--stories", type=int, default=2000)
     parser.add_argument("--batch", type=int, default=24, help="StoryGAN's story batch")
     parser.add_argument("--workers", type=int, nargs="+", default=[0, 2])
+    parser.add_argument("--repeat", type=int, default=3, help="timed epochs of each side; the best counts")
     parser.add_argument("--shard", type=Path, help="benchmark the first --stories stories of this existing shard")
     args = parser.parse_args()
     if args.stories < args.batch:
@@ -131,9 +143,15 @@ def main():
         print(f"{stories} stories of {frames}x{h}x{w} from {'synthetic data' if args.shard is None else shard}: "
               f"shard {'~' if args.shard else ''}{size_mb:.1f} MB, PNG frames {png_mb:.1f} MB")
         print(f"{'workers':>8} {'shard stories/s':>16} {'PNG stories/s':>14} {'ratio':>7}")
+        per_epoch = stories // args.batch
         for workers in args.workers:
-            fast = stories_per_second(StoryDataset(shard, indices=range(stories)), workers, args.batch)
-            slow = stories_per_second(PngStories(png_dir, stories, frames, (h, w)), workers, args.batch)
+            fast_batches = shard_batches(shard, workers, args.batch)
+            slow_batches = png_batches(PngStories(png_dir, stories, frames, (h, w)), workers, args.batch)
+            fast = slow = 0.0
+            for epoch in range(args.repeat + 1):  # epoch 0 warms up workers and the page cache
+                fast_now, slow_now = (stories_per_second(b, per_epoch) for b in (fast_batches, slow_batches))
+                if epoch:
+                    fast, slow = max(fast, fast_now), max(slow, slow_now)
             print(f"{workers:>8} {fast:>16.0f} {slow:>14.0f} {fast / slow:>6.1f}x")
 
 

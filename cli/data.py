@@ -6,6 +6,7 @@ COMMANDS = {
     "validate": "cli.shard_commands:validate",
     "preview": "cli.shard_commands:preview",
     "merge": "cli.shard_commands:merge",
+    "repack": "cli.shard_commands:repack",
     "build-clevr": "cli.clevr:build_clevr",
     "import-storygan-clevr": "cli.clevr:import_storygan_clevr",
     "build-pororo": "cli.pororo:build_pororo",

@@ -2,7 +2,7 @@
 
 They return uint8 image tensors (channels first) so that batches travel to the GPU small and are turned into
 floats there. Each DataLoader worker opens the file itself on first use, and a batch of indices is read with one
-call per array (``__getitems__``) instead of one call per story.
+call per array (``__getitems__``, or :meth:`StoryDataset.batch` already collated) instead of one call per story.
 """
 from __future__ import annotations
 
@@ -65,15 +65,21 @@ class StoryDataset(Dataset):
         pick = np.random.randint(0, k, size=(n, t))  # seeded per worker by the DataLoader
         return pool[np.arange(n)[:, None], np.arange(t)[None, :], pick]
 
-    def __getitems__(self, items) -> list[dict]:
+    def batch(self, items) -> dict[str, torch.Tensor]:
+        """Items ``items`` as one batch: ``images`` uint8 (B, T, 3, H, W), ``conditions`` (B, T, D), ``labels``
+        (B, T, L) and ``index`` (B,), each made once, for loaders that take whole batches rather than items."""
         rows = self.indices[np.asarray(items, dtype=np.int64)]
-        images = _channels_first(self._images(rows))
-        conditions = torch.from_numpy(self.per_story("conditions", rows))
-        labels = torch.from_numpy(self.per_story("labels", rows))
-        return [
-            {"images": images[j], "conditions": conditions[j], "labels": labels[j], "index": int(rows[j])}
-            for j in range(len(rows))
-        ]
+        return {
+            "images": _channels_first(self._images(rows)),
+            "conditions": torch.from_numpy(self.per_story("conditions", rows)),
+            "labels": torch.from_numpy(self.per_story("labels", rows)),
+            "index": torch.from_numpy(rows),
+        }
+
+    def __getitems__(self, items) -> list[dict]:
+        batch = self.batch(items)
+        return [{**{key: batch[key][j] for key in ("images", "conditions", "labels")}, "index": int(batch["index"][j])}
+                for j in range(len(batch["index"]))]
 
     def __getitem__(self, item: int) -> dict:
         return self.__getitems__([item])[0]

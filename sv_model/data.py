@@ -132,8 +132,8 @@ class StreamDataset(Dataset):
         items = np.asarray([i for _, i in keyed], dtype=np.int64)
         rows, frames = (items // self.frames, items % self.frames) if self.stream == FRAME_STREAM else (items, None)
         with _numpy_seed([*self.seed_words, batch_number]):
-            samples = self.stories.__getitems__(rows)
-        batch = {key: torch.stack([s[key] for s in samples]) for key in ("images", "conditions", "labels")}
+            batch = self.stories.batch(rows)
+        del batch["index"]
         if frames is not None:
             frame = torch.from_numpy(frames)
             batch["images"] = batch["images"][torch.arange(len(frame)), frame]

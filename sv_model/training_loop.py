@@ -97,8 +97,7 @@ def _evenly_spaced(n: int, k: int) -> np.ndarray:
 
 
 def _read_stories(path: Path, indices: np.ndarray) -> dict:
-    samples = StoryDataset(path).__getitems__(indices)
-    return {key: torch.stack([s[key] for s in samples]) for key in ("images", "conditions", "labels")}
+    return StoryDataset(path).batch(indices)
 
 
 class _FixedStories:

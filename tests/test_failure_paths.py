@@ -93,8 +93,9 @@ def test_evaluate_refuses_a_report_name_that_its_table_would_take(trained, tmp_p
     assert [p.name for p in tmp_path.iterdir()] == ["rep.txt"]
 
 
-@pytest.mark.parametrize("command", ["preview", "merge", "build-clevr", "import-storygan-clevr", "build-pororo",
-                                     "import-storygan-pororo", "train", "generate", "train-evaluator", "evaluate"])
+@pytest.mark.parametrize("command", ["preview", "merge", "repack", "build-clevr", "import-storygan-clevr",
+                                     "build-pororo", "import-storygan-pororo", "train", "generate", "train-evaluator",
+                                     "evaluate"])
 def test_a_read_only_output_folder_is_one_line_before_any_work(trained, tmp_path, read_only, command):
     shard, checkpoint = trained
     (tmp_path / "release").mkdir()
@@ -104,6 +105,7 @@ def test_a_read_only_output_folder_is_one_line_before_any_work(trained, tmp_path
     args = {
         "preview": (sv_data, "preview", shard, "--out", out),
         "merge": (sv_data, "merge", read_only),
+        "repack": (sv_data, "repack", shard, out),
         "build-clevr": (sv_data, "build-clevr", "--out", out, "--n-train", 1, "--n-test", 0, "--samples", 1),
         "import-storygan-clevr": (sv_data, "import-storygan-clevr", "--images", images, "--dict", dict_path,
                                   "--out", out, "--train", "0:1", "--test", "0:0"),
@@ -199,8 +201,9 @@ def test_import_storygan_clevr_checks_that_every_frame_decodes_before_writing(tm
 
 
 def test_progress_is_one_switch_on_every_command_with_a_progress_bar(tmp_path):
-    for cli, command in ((sv_data, "build-clevr"), (sv_data, "import-storygan-clevr"), (sv_data, "build-pororo"),
-                         (sv_data, "import-storygan-pororo"), (sv_model, "train"), (sv_model, "evaluate")):
+    for cli, command in ((sv_data, "repack"), (sv_data, "build-clevr"), (sv_data, "import-storygan-clevr"),
+                         (sv_data, "build-pororo"), (sv_data, "import-storygan-pororo"), (sv_model, "train"),
+                         (sv_model, "evaluate")):
         help_text = invoke(cli, command, "--help").stdout
         assert "--progress / --no-progress" in help_text and "--quiet" not in help_text, command
     images, dict_path, _ = write_release(tmp_path, range(1))

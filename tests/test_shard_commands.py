@@ -1,13 +1,16 @@
-"""sv-data inspect / validate / preview, run as a user would."""
+"""sv-data inspect / validate / preview / repack, run as a user would."""
+import dataclasses
 import json
 import subprocess
 import sys
 
 import h5py
+import numpy as np
 import pytest
+import torch
 from click.testing import CliRunner
 from PIL import Image
-from shard_factory import write_shard
+from shard_factory import synthetic_batch, synthetic_spec, write_shard
 from test_shards import DAMAGES, damaged_shard
 
 from cli.data import main
@@ -123,3 +126,78 @@ def test_usage_errors_are_one_line_too(tmp_path, program, args, needle):
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and needle in lines[0], result.stderr
     assert "--help" in lines[0]
+
+
+def earlier_svkit_shard(path, monkeypatch, stories=12):
+    """A shard as svkit wrote them before deflate: images and the image-like extra LZF-compressed; frames of a
+    gradient with a little noise, which compress as rendered frames do; the header of a file from before condition
+    kinds, its dataset name a fixed-length string; and an object outside the format."""
+    import sv_data.shards.layout as layout
+    from sv_data.shards import ExtraSpec, ShardWriter
+
+    spec = dataclasses.replace(synthetic_spec(size=(32, 32)), extras={
+        **synthetic_spec().extras, "masks": ExtraSpec((4, 32, 32), "uint8", "one object mask per frame")})
+    batch = synthetic_batch(spec, 0, stories)
+    rng = np.random.default_rng(0)
+    batch.images[:] = np.arange(32, dtype=np.uint8)[:, None, None] * 6 + (rng.random(batch.images.shape) < 0.1)
+    batch.extra["masks"] = (rng.random((stories, 4, 32, 32)) < 0.1).astype(np.uint8)
+    with monkeypatch.context() as old:
+        old.setattr(layout, "IMAGE_COMPRESSION", "lzf")
+        old.setattr(layout, "IMAGE_COMPRESSION_LEVEL", None)
+        with ShardWriter(path, spec) as writer:
+            writer.append(batch)
+    with h5py.File(path, "r+") as f:
+        del f.attrs["condition_kind"], f.attrs["labels_in_condition"]
+        f.attrs["dataset"] = np.bytes_("synthetic")
+        f["provenance"] = np.arange(3)
+        f["provenance"].attrs["note"] = "kept by repack"
+    return path
+
+
+def contents(path) -> dict:
+    """Every object of an HDF5 file with its attributes (values and HDF5 types) and values, storage aside."""
+    found = {}
+
+    def note(name, obj):
+        attributes = {key: (repr(obj.attrs[key]), obj.attrs.get_id(key).dtype) for key in obj.attrs}
+        values = (obj.dtype, obj.shape, obj[()].tolist()) if isinstance(obj, h5py.Dataset) else None
+        found[name] = attributes, values
+
+    with h5py.File(path) as f:
+        note("/", f)
+        f.visititems(note)
+    return found
+
+
+def test_repack_stores_an_lzf_shard_anew_with_every_value_and_attribute_kept(tmp_path, monkeypatch):
+    from sv_data.torch_data import StoryDataset
+
+    old, new = earlier_svkit_shard(tmp_path / "old.h5", monkeypatch), tmp_path / "new.h5"
+    before = old.read_bytes()
+    result = run("repack", old, new, "--no-progress")
+    assert result.exit_code == 0 and result.output == f"wrote {new}\n", result.output
+    assert old.read_bytes() == before
+    assert contents(new) == contents(old)
+    with h5py.File(old) as f, h5py.File(new) as g:
+        for name in ("images", "extra/masks"):
+            assert f[name].compression == "lzf" and g[name].compression == "gzip", name
+            assert g[name].chunks == (1, *g[name].shape[1:]), name
+            assert g[name].id.get_storage_size() < 0.6 * f[name].id.get_storage_size(), name
+    assert new.stat().st_size < old.stat().st_size
+    assert run("validate", new).output == f"{new}: valid (12 stories)\n"
+    stories_then, stories_now = StoryDataset(old), StoryDataset(new)  # LZF shards read as they are
+    for then, now in zip(stories_then.__getitems__([5, 0, 11]), stories_now.__getitems__([5, 0, 11])):
+        assert then.keys() == now.keys() and all(torch.equal(then[k], now[k]) for k in ("images", "conditions"))
+
+
+def test_repack_refuses_its_input_or_an_existing_file_as_output(tmp_path):
+    shard, other = write_shard(tmp_path / "a.h5"), write_shard(tmp_path / "b.h5", stories=3)
+    before = {path: path.read_bytes() for path in (shard, other)}
+    same = run("repack", shard, tmp_path / "." / "a.h5")
+    assert same.exit_code == 2 and same.stderr == (f"error: OUT {tmp_path / '.' / 'a.h5'} is also the input IN: "
+                                                    "choose another name, so that the input is kept\n")
+    taken = run("repack", shard, other)
+    assert taken.exit_code == 2 and taken.stderr == (f"error: {other}: exists already: repack writes a new file, "
+                                                     "choose another name\n")
+    assert {path: path.read_bytes() for path in (shard, other)} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.h5", "b.h5"]

@@ -17,6 +17,7 @@ from sv_data.shards import (
     join_parts,
     label_frequencies,
     read_info,
+    repack,
     validate,
 )
 from sv_data.torch_data import FrameDataset, StoryDataset
@@ -40,7 +41,7 @@ def test_round_trip_keeps_every_array(tmp_path):
     assert got.texts == expected.texts and got.story_ids == expected.story_ids
     with h5py.File(path) as f:
         assert f["images"].chunks == (1, 4, 16, 16, 3)
-        assert f["images"].compression == "lzf"
+        assert (f["images"].compression, f["images"].compression_opts) == ("gzip", 6)
         assert f.attrs["sv_format_version"] == FORMAT_VERSION
 
 
@@ -322,7 +323,7 @@ def test_a_reader_refuses_datasets_that_disagree_which_validate_lists(tmp_path):
 def _compressible_shard(path, stories=4):
     spec = synthetic_spec()
     batch = synthetic_batch(spec, 0, stories)
-    batch.images[:] = (np.arange(16, dtype=np.uint8) * 8)[None, None, :, None, None]  # LZF shrinks it
+    batch.images[:] = (np.arange(16, dtype=np.uint8) * 8)[None, None, :, None, None]  # deflate shrinks it
     with ShardWriter(path, spec) as writer:
         writer.append(batch)
     return path
@@ -343,6 +344,10 @@ def test_a_damaged_chunk_gives_one_line(tmp_path):
     assert str(caught.value).startswith(f"{path}: ") and "\n" not in str(caught.value)
     problems = validate(path)
     assert len(problems) == 1 and "damaged" in problems[0] and problems[0].startswith(str(path))
+    with pytest.raises(ShardError, match="damaged or truncated data in images") as caught:
+        repack(path, tmp_path / "repacked.h5", progress=False)
+    assert str(caught.value).startswith(f"{path}: ") and "\n" not in str(caught.value)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.h5"]  # nothing half-written left behind
 
 
 def test_story_and_frame_datasets_batch_reads(tmp_path):
@@ -353,6 +358,10 @@ def test_story_and_frame_datasets_batch_reads(tmp_path):
         conditions = reader.read("conditions", range(6))
     items = stories.__getitems__([4, 1])
     assert items[0]["images"].dtype == torch.uint8 and items[0]["images"].shape == (4, 3, 16, 16)
+    batch = stories.batch([4, 1])
+    assert batch["images"].shape == (2, 4, 3, 16, 16) and batch["index"].tolist() == [4, 1]
+    for key in ("images", "conditions", "labels"):
+        assert torch.equal(batch[key], torch.stack([item[key] for item in items])), key
     np.testing.assert_array_equal(items[0]["images"].permute(0, 2, 3, 1).numpy(), images[4])
     assert items[1]["index"] == 1
     frames = FrameDataset(path, indices=[5, 2])

@@ -29,6 +29,7 @@ from sv_data.shards.layout import (
     StoryBatch,
 )
 from sv_data.shards.reader import ShardReader, iter_blocks, read_info
+from sv_data.shards.repack import repack
 from sv_data.shards.stats import images_sha256, label_frequencies
 from sv_data.shards.rules import validate
 from sv_data.shards.writer import ShardWriter
@@ -36,5 +37,5 @@ from sv_data.shards.writer import ShardWriter
 __all__ = [
     "COLUMNS", "CONDITION_KINDS", "FORMAT_NAME", "FORMAT_VERSION", "SPLITS", "Column", "ExtraSpec", "ShardError",
     "ShardInfo", "ShardReader", "ShardSpec", "ShardWriter", "StoryBatch", "images_sha256", "iter_blocks",
-    "join_parts", "label_frequencies", "legacy_condition_kind", "read_info", "validate",
+    "join_parts", "label_frequencies", "legacy_condition_kind", "read_info", "repack", "validate",
 ]

@@ -21,6 +21,11 @@ SPLITS = ("train", "val", "test")
 CONDITION_KINDS = ("clevr-objects", "sentence-embedding", "other")
 STRING = h5py.string_dtype("utf-8")
 EXTRA_GROUP = "extra"
+# Images, and image-like extras, are deflated (HDF5's gzip filter) one story per chunk: every HDF5 library reads
+# deflate without a plugin, and a story's frames repeat one another, which deflate finds only within one chunk.
+# Level 6 against LZF, other levels and other chunk shapes: docs/benchmarks.md. Shards stored otherwise (LZF, as
+# svkit wrote them before) read the same: HDF5 finds the filter in the file.
+IMAGE_COMPRESSION, IMAGE_COMPRESSION_LEVEL = "gzip", 6
 
 
 class ShardError(SvkitError):
@@ -41,7 +46,7 @@ class Column:
     dtype: str  # a numpy dtype name, or "str" for UTF-8 text
     per_story: tuple[int | str, ...]
     meaning: str
-    compress: bool = False  # one story per chunk, LZF-compressed
+    compress: bool = False  # stored one story per chunk, compressed (:meth:`storage`)
 
     @property
     def rank(self) -> int:
@@ -57,6 +62,13 @@ class Column:
     def story_shape(self, spec: "ShardSpec") -> tuple[int, ...]:
         sizes = spec.sizes()
         return tuple(sizes[d] if isinstance(d, str) else d for d in self.per_story)
+
+    def storage(self, spec: "ShardSpec") -> dict:
+        """How the column's dataset is stored: h5py's ``create_dataset`` arguments for its chunks and filters."""
+        if not self.compress:
+            return {"chunks": True}
+        return {"chunks": (1, *self.story_shape(spec)), "compression": IMAGE_COMPRESSION,
+                "compression_opts": IMAGE_COMPRESSION_LEVEL}
 
     def coerce(self, values):
         """Values as a :class:`StoryBatch` holds them: nested lists of str for text, numpy arrays otherwise."""

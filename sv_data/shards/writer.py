@@ -11,6 +11,15 @@ from sv_data.shards.header import write_header
 from sv_data.shards.layout import EXTRA_GROUP, ShardSpec, StoryBatch
 
 
+def create_columns(f: h5py.File, spec: ShardSpec) -> None:
+    """Every column of ``spec`` as an empty dataset that grows by rows, stored as :meth:`Column.storage` says."""
+    f.create_group(EXTRA_GROUP)
+    for column in spec.columns():
+        per_story = column.story_shape(spec)
+        f.create_dataset(column.name, shape=(0, *per_story), maxshape=(None, *per_story), dtype=column.h5_dtype(),
+                         **column.storage(spec))
+
+
 class ShardWriter:
     """Appends stories to a new shard; the file appears at ``path`` only when :meth:`close` completes.
 
@@ -26,17 +35,7 @@ class ShardWriter:
         self._file = h5py.File(self._tmp, "w")
         self._count = 0
         write_header(self._file, spec, story_range)
-        self._file.create_group(EXTRA_GROUP)
-        for column in spec.columns():
-            per_story = column.story_shape(spec)
-            self._file.create_dataset(
-                column.name,
-                shape=(0, *per_story),
-                maxshape=(None, *per_story),
-                dtype=column.h5_dtype(),
-                chunks=(1, *per_story) if column.compress else True,
-                compression="lzf" if column.compress else None,
-            )
+        create_columns(self._file, spec)
         for name, extra in spec.extras.items():
             self._file[EXTRA_GROUP][name].attrs["description"] = extra.description
 
