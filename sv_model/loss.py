@@ -49,9 +49,10 @@ def accuracy(logits: torch.Tensor, real: bool) -> torch.Tensor:
 
 
 def mismatched(x: torch.Tensor | None) -> torch.Tensor | None:
-    """Pair each sample with the next one's condition: the 'real image, wrong text' term. Training batches hold
-    at least two stories (``TrainOptions.check`` sees to it), so no sample is paired with its own condition."""
-    return None if x is None else torch.roll(x, shifts=1, dims=0)
+    """Pair each sample with the next one's condition (the last with the first's): the 'real image, wrong text'
+    term, as the official code pairs image i with condition i + 1. Training batches hold at least two stories
+    (``TrainOptions.check`` sees to it), so no sample is paired with its own condition."""
+    return None if x is None else torch.roll(x, shifts=-1, dims=0)
 
 
 @dataclass
