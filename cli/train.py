@@ -53,9 +53,12 @@ SHARD = click.Path(path_type=Path, dir_okay=False)
               help="Halve the learning rate every this many epochs.")
 @click.option("--g-updates", type=int, default=TrainOptions.g_updates,
               help="Generator updates per discriminator update.")
-@click.option("--kl-weight", type=float, default=TrainOptions.kl_weight, help="Weight of the story code's KL term.")
-@click.option("--label-weight", type=float, default=TrainOptions.label_weight,
-              help="Weight of the auxiliary label classification loss.")
+@click.option("--kl-weight", type=float, default=TrainOptions.kl_weight,
+              help="Weight of the story code's KL term (the mean of the two streams' KL divergences).")
+@click.option("--d-label-weight", type=float, default=TrainOptions.d_label_weight,
+              help="Weight of the image discriminator's label classification loss on real frames.")
+@click.option("--g-label-weight", type=float, default=TrainOptions.g_label_weight,
+              help="Weight of the label classification loss of the generated frames in the generator's loss.")
 @click.option("--labels-in-condition/--no-labels-in-condition", default=TrainOptions.labels_in_condition,
               help="Append each frame's labels to its condition [default: as the shard says; yes for Pororo-SV].")
 @click.option("--seed", type=int, default=TrainOptions.seed, help="Seed of initialisation, noise and data order.")

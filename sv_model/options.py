@@ -3,7 +3,7 @@ reads its defaults from here without importing PyTorch)."""
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 from sv_data.errors import SvkitError
 
@@ -13,13 +13,16 @@ DEFAULT_IMAGE_SIZE = 64
 
 @dataclass(frozen=True)
 class Hyperparameters:
-    """The optimisation settings of :class:`sv_model.trainer.Trainer` and the weights of :mod:`sv_model.loss`."""
+    """The optimisation settings of :class:`sv_model.trainer.Trainer` and the weights of :mod:`sv_model.loss`: the
+    official StoryGAN code's values (docs/training.md, "The recipe")."""
 
     lr: float = 2e-4
     lr_decay_epochs: int = 20  # the learning rate halves every this many epochs
     g_updates: int = 2
-    kl_weight: float = 1.0
-    label_weight: float = 1.0
+    # The official code adds the KL terms of its two streams; svkit averages them, so twice the weight is the same sum.
+    kl_weight: float = 2.0
+    d_label_weight: float = 1.0  # the image discriminator's label loss on real frames
+    g_label_weight: float = 0.4  # the generator's label loss on its frames
 
 
 @dataclass
@@ -44,7 +47,8 @@ class TrainOptions:
     lr_decay_epochs: int = Hyperparameters.lr_decay_epochs
     g_updates: int = Hyperparameters.g_updates
     kl_weight: float = Hyperparameters.kl_weight
-    label_weight: float = Hyperparameters.label_weight
+    d_label_weight: float = Hyperparameters.d_label_weight
+    g_label_weight: float = Hyperparameters.g_label_weight
     labels_in_condition: bool | None = None  # None: as the shard says (Pororo-SV: yes)
     seed: int = 0
     workers: int | None = None  # per stream; None: sv_model.data.default_workers()
@@ -57,7 +61,7 @@ class TrainOptions:
     progress: bool = True
 
     def hyperparameters(self) -> Hyperparameters:
-        return Hyperparameters(self.lr, self.lr_decay_epochs, self.g_updates, self.kl_weight, self.label_weight)
+        return Hyperparameters(**{f.name: getattr(self, f.name) for f in fields(Hyperparameters)})
 
     def check(self) -> None:
         """Refuse a value that training cannot use: one line naming the option, before anything is written."""
@@ -81,7 +85,7 @@ class TrainOptions:
                 raise SvkitError(f"{_option(name)} {value}: must be at least {minimum}")
         if not (math.isfinite(self.lr) and self.lr > 0):
             raise SvkitError(f"--lr {self.lr}: must be a number > 0")
-        for name in ("kl_weight", "label_weight"):
+        for name in ("kl_weight", "d_label_weight", "g_label_weight"):
             value = getattr(self, name)
             if not (math.isfinite(value) and value >= 0):
                 raise SvkitError(f"{_option(name)} {value}: must be a number >= 0")

@@ -40,7 +40,7 @@ class Trainer:
             for name, opt in self.optimizers.items()
         }
         self.discriminators = {name: net for name, net in self.nets.modules().items() if name != "generator"}
-        self.loss = StoryGANLoss(self.nets, device, hyper.kl_weight, hyper.label_weight)
+        self.loss = StoryGANLoss(self.nets, device, hyper)
 
     @property
     def generator(self):

@@ -1,5 +1,7 @@
-"""StoryGAN's loss (sv_model/loss.py): the targets of each term, the wrong-condition pairs, the label loss, and
-which networks each phase of a step updates."""
+"""StoryGAN's loss (sv_model/loss.py): the targets of each term, the wrong-condition pairs, the label loss and its
+weights, and which networks each phase of a step updates."""
+import math
+
 import pytest
 import torch
 from test_model_data import one_cpu_thread  # noqa: F401 (an autouse fixture)
@@ -52,6 +54,28 @@ def test_the_label_loss_is_the_official_multilabel_soft_margin_loss():
     assert float(label_loss(logits, labels)) == pytest.approx(float(official), rel=1e-6)
     assert float(label_loss(logits, labels)) > float(label_loss(20 * (2 * labels - 1), labels))
     assert float(label_loss(None, labels)) == 0  # a shard without labels
+
+
+def phase_stats(weights: Hyperparameters, phase: str) -> dict[str, float]:
+    """The statistics of one phase on the same networks, batches and noise, with the given loss weights."""
+    torch.manual_seed(0)
+    cfg = config()
+    trainer = Trainer(cfg, weights, steps_per_epoch=10, device=torch.device("cpu"))
+    x = StepInputs.from_batches(*random_batches(cfg), cfg)
+    _, stats = getattr(trainer.loss, phase)(x)
+    return {name: float(value.detach()) for name, value in stats.items()}
+
+
+def test_the_discriminator_and_the_generator_weigh_the_label_loss_each_with_its_own_weight():
+    d_one, d_three = (phase_stats(Hyperparameters(d_label_weight=w), "discriminator_phase") for w in (1.0, 3.0))
+    assert d_one["loss/d_labels"] > 0
+    assert d_three["loss/d_image"] - d_one["loss/d_image"] == pytest.approx(2 * d_one["loss/d_labels"], rel=1e-5)
+    g = phase_stats(Hyperparameters(g_label_weight=0.4, kl_weight=2.0), "generator_phase")
+    expected = g["loss/g_image"] + g["loss/g_story"] + 0.4 * g["loss/g_labels"] + 2.0 * g["loss/kl"]
+    assert g["loss/g"] == pytest.approx(expected, rel=1e-5)
+    assert g["loss/g_labels"] > 0 and not math.isclose(g["loss/g_labels"], d_one["loss/d_labels"])
+    other_d_weight = phase_stats(Hyperparameters(d_label_weight=3.0), "generator_phase")
+    assert other_d_weight["loss/g"] == pytest.approx(phase_stats(Hyperparameters(), "generator_phase")["loss/g"])
 
 
 def parameters(module: torch.nn.Module) -> dict[str, torch.Tensor]:
