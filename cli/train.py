@@ -47,6 +47,9 @@ SHARD = click.Path(path_type=Path, dir_okay=False)
               help="Stories per batch (story discriminator stream).")
 @click.option("--image-batch", type=int, default=TrainOptions.image_batch,
               help="Single frames per batch (image discriminator stream).")
+@click.option("--story-dim", type=int,
+              help="Size of the story state (h0, h_t, i_t). [default: the size of the frame condition the networks "
+                   "see, as the official code's TEXT.DIMENSION: 75 on CLEVR-SV]")
 @click.option("--lr", type=float, default=TrainOptions.lr,
               help="Adam learning rate of all networks (betas 0.5, 0.999).")
 @click.option("--lr-decay-epochs", type=int, default=TrainOptions.lr_decay_epochs,

@@ -41,6 +41,7 @@ class TrainOptions:
     g_width: int = 64
     d_width: int = 64
     noise_dim: int = 100
+    story_dim: int | None = None  # None: as large as the frame condition the networks see (networks.ModelConfig)
     story_batch: int = 24
     image_batch: int = 60
     lr: float = Hyperparameters.lr
@@ -77,7 +78,7 @@ class TrainOptions:
             # The wrong-condition term pairs each sample with another one's condition: batches hold two or more.
             "story_batch": 2, "image_batch": 2, "g_updates": 1, "lr_decay_epochs": 1, "checkpoint_every": 1,
             "sample_every": 1, "log_every": 1, "keep": 1, "val_stories": 1, "sample_stories": 1, "noise_dim": 1,
-            "g_width": 2, "d_width": 2, "epochs": 1, "max_steps": 1, "workers": 0,
+            "g_width": 2, "d_width": 2, "story_dim": 1, "epochs": 1, "max_steps": 1, "workers": 0,
         }
         for name, minimum in at_least.items():
             value = getattr(self, name)

@@ -131,19 +131,23 @@ def _model_config(options: TrainOptions, info: ShardInfo) -> ModelConfig:
     labels_in_condition = (
         spec.labels_in_condition if options.labels_in_condition is None else options.labels_in_condition
     )
-    return ModelConfig(
-        model=options.model,
-        dataset=spec.dataset,
-        condition_kind=spec.condition_kind,
-        frames=spec.frames_per_story,
-        condition_dim=spec.condition_dim,
-        label_names=tuple(spec.label_names),
-        labels_in_condition=labels_in_condition,
-        image_size=options.image_size or DEFAULT_IMAGE_SIZE,
-        noise_dim=options.noise_dim,
-        g_width=options.g_width,
-        d_width=options.d_width,
-    )
+    try:
+        return ModelConfig(
+            model=options.model,
+            dataset=spec.dataset,
+            condition_kind=spec.condition_kind,
+            frames=spec.frames_per_story,
+            condition_dim=spec.condition_dim,
+            label_names=tuple(spec.label_names),
+            labels_in_condition=labels_in_condition,
+            image_size=options.image_size or DEFAULT_IMAGE_SIZE,
+            noise_dim=options.noise_dim,
+            g_width=options.g_width,
+            d_width=options.d_width,
+            story_dim=options.story_dim,
+        )
+    except ValueError as exc:  # the options were checked: what is left is a shard whose frames have no condition
+        raise SvkitError(f"{info.path}: {exc}") from None
 
 
 @dataclass(frozen=True)

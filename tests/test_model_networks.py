@@ -57,10 +57,22 @@ def test_shapes_follow_the_config(model, size):
     logits, label_logits = nets.image_d(frames, conditions[:, 0], story_code)
     assert logits.shape == (2,) and label_logits.shape == (2, 3)
     if model == "storygan":
-        assert mu.shape == logvar.shape == (2, 128)
+        assert mu.shape == logvar.shape == (2, 7)  # the story state is as large as the condition
         assert nets.story_d(stories, conditions).shape == (2,)
     else:
         assert mu is None and nets.story_d is None
+
+
+def test_the_story_state_is_as_large_as_the_condition_unless_set():
+    assert config(condition_dim=5).story_dim == 5
+    with_labels = ModelConfig("storygan", "squares", 4, 5, LABELS, True, 16)
+    assert with_labels.story_dim == 5 + len(LABELS)  # the labels appended to the condition count
+    cfg = config(story_dim=9)
+    assert cfg.story_dim == 9 and ModelConfig.from_dict(cfg.to_dict()) == cfg
+    gru = Networks.build(cfg).generator.context.gru
+    assert gru.hidden_size == 9 and StoryNoise.draw(2, cfg, "cpu").story.shape == (2, 9)
+    with pytest.raises(ValueError, match="give --story-dim"):
+        config(condition_dim=0)
 
 
 def test_the_kl_term_reaches_the_story_encoder():
