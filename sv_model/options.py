@@ -25,9 +25,32 @@ class Hyperparameters:
     g_label_weight: float = 0.4  # the generator's label loss on its frames
 
 
+@dataclass(frozen=True)
+class Preset:
+    """The sizes that ``--preset`` sets at once; an option given explicitly overrides its preset value."""
+
+    title: str  # the first line of ``sv-model train`` names the recipe so
+    g_width: int
+    d_width: int
+    story_batch: int
+    image_batch: int
+
+
+PRESETS = {
+    # GF_DIM 192, DF_DIM 96 and IM_BATCH_SIZE = ST_BATCH_SIZE = 24 of the official code's cfg/clevr.yml.
+    "official": Preset("official StoryGAN CLEVR-SV configuration", g_width=192, d_width=96, story_batch=24,
+                       image_batch=24),
+    "small": Preset("small preset for CPU runs and the demo (not the official sizes)", g_width=32, d_width=32,
+                    story_batch=8, image_batch=16),
+}
+DEFAULT_PRESET = "official"
+PRESET_OPTIONS = tuple(f.name for f in fields(Preset) if f.name != "title")
+
+
 @dataclass
 class TrainOptions:
-    """Everything ``sv-model train`` takes. See docs/training.md for what each option does."""
+    """Everything ``sv-model train`` takes. See docs/training.md for what each option does. The sizes that are
+    None are the preset's (:data:`PRESETS`), filled in when the options are made."""
 
     train: str
     out: str
@@ -38,12 +61,13 @@ class TrainOptions:
     device: str = "auto"
     model: str = "storygan"
     image_size: int | None = None  # None: DEFAULT_IMAGE_SIZE, and the shard must hold frames of that size
-    g_width: int = 64
-    d_width: int = 64
+    preset: str = DEFAULT_PRESET
+    g_width: int | None = None
+    d_width: int | None = None
     noise_dim: int = 100
     story_dim: int | None = None  # None: as large as the frame condition the networks see (networks.ModelConfig)
-    story_batch: int = 24
-    image_batch: int = 60
+    story_batch: int | None = None
+    image_batch: int | None = None
     lr: float = Hyperparameters.lr
     lr_decay_epochs: int = Hyperparameters.lr_decay_epochs
     g_updates: int = Hyperparameters.g_updates
@@ -61,8 +85,29 @@ class TrainOptions:
     sample_stories: int = 4
     progress: bool = True
 
+    def __post_init__(self):
+        if self.preset not in PRESETS:
+            raise SvkitError(f"--preset {self.preset}: must be one of {', '.join(PRESETS)}")
+        for name in PRESET_OPTIONS:
+            if getattr(self, name) is None:
+                setattr(self, name, getattr(PRESETS[self.preset], name))
+
     def hyperparameters(self) -> Hyperparameters:
         return Hyperparameters(**{f.name: getattr(self, f.name) for f in fields(Hyperparameters)})
+
+    def recipe(self, story_state: int) -> str:
+        """The first line of a run: the preset, the options that changed it, and the values that shape training
+        (``story_state``: the size the model's story state has, which ``story_dim`` None takes from the shard)."""
+        preset_values = TrainOptions(self.train, self.out, preset=self.preset)
+        changed = " ".join(f"{_option(name)} {getattr(self, name)}" for name in RECIPE_OPTIONS
+                           if getattr(self, name) != getattr(preset_values, name))
+        return (
+            f"recipe: {PRESETS[self.preset].title}{' with ' + changed if changed else ''}: widths G {self.g_width} / "
+            f"D {self.d_width}, noise {self.noise_dim}, story state {story_state}, batches {self.story_batch} "
+            f"stories + {self.image_batch} frames, label-loss weights D {self.d_label_weight:g} / G "
+            f"{self.g_label_weight:g}, KL weight {self.kl_weight:g}, lr {self.lr:g} halved every "
+            f"{self.lr_decay_epochs} epochs, {self.g_updates} G updates per D update"
+        )
 
     def check(self) -> None:
         """Refuse a value that training cannot use: one line naming the option, before anything is written."""
@@ -98,6 +143,9 @@ class TrainOptions:
 def _option(name: str) -> str:
     return "--" + name.replace("_", "-")
 
+
+# What the recipe line reports and compares with the preset's values.
+RECIPE_OPTIONS = (*PRESET_OPTIONS, "noise_dim", "story_dim", *(f.name for f in fields(Hyperparameters)))
 
 # Options that may differ when a run is resumed: how long, where, how often to log and save; not what is trained.
 RESUMABLE_CHANGES = frozenset({

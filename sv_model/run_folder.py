@@ -37,7 +37,9 @@ class RunFolder:
                 )
             changed = [
                 key
-                for key in sorted({*stored["options"], *config["options"]} - RESUMABLE_CHANGES)
+                # A preset sets several options: name it first, rather than the first of its values that differs.
+                for key in sorted({*stored["options"], *config["options"]} - RESUMABLE_CHANGES,
+                                  key=lambda key: (key != "preset", key))
                 if stored["options"].get(key) != config["options"].get(key)
             ]
             if changed:

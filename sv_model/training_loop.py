@@ -246,6 +246,7 @@ def _train(options: TrainOptions, context: distributed.Context, log) -> TrainRes
     if ranks > 1:
         _seed_everything(_rank_seed(options.seed, context.rank))  # same weights (broadcast), other noise per rank
     start, best_metric = 0, None
+    log(options.recipe(model_config.story_dim))
     latest = run.checkpoints.latest()
     if latest is not None:
         payload = checkpoint.load(latest)
@@ -254,10 +255,9 @@ def _train(options: TrainOptions, context: distributed.Context, log) -> TrainRes
         checkpoint.restore_rng(payload["rank_rng"][context.rank] if ranks > 1 else payload["rng"])
         log(f"resuming {run.dir} from {latest.name} (step {start} of {batches.total_steps})")
     else:
-        log(
-            f"training {model_config.model} on {info.path} ({info.num_stories} stories of {info.frames_per_story} "
-            f"frames, {batches.steps_per_epoch} steps per epoch) on {device}; run folder {run.dir}"
-        )
+        log(f"run folder: {run.dir} (new; resume it with --out {run.dir})")
+    log(f"training {model_config.model} on {info.path} ({info.num_stories} stories of {info.frames_per_story} frames, "
+        f"{batches.steps_per_epoch} steps per epoch) on {device}")
     if ranks > 1:
         log(f"{ranks} processes of {batches.story} stories and {batches.image} frames: effective batches of "
             f"{batches.story * ranks} stories and {batches.image * ranks} frames")
