@@ -126,7 +126,8 @@ def _validation_metric(options: TrainOptions, val_info: ShardInfo | None) -> str
     return f"mean SSIM over frames ({SSIM_IMPLEMENTATION})"
 
 
-def _model_config(options: TrainOptions, info: ShardInfo) -> ModelConfig:
+def model_config_for(options: TrainOptions, info: ShardInfo) -> ModelConfig:
+    """The networks' sizes for the options and the training shard."""
     spec = info.spec
     labels_in_condition = (
         spec.labels_in_condition if options.labels_in_condition is None else options.labels_in_condition
@@ -227,7 +228,7 @@ def _open_shards(options: TrainOptions, context: distributed.Context) -> tuple[S
 def _train(options: TrainOptions, context: distributed.Context, log) -> TrainResult:
     info, val_info, evaluator = _open_shards(options, context)
     device, ranks = context.device, context.world_size
-    model_config = _model_config(options, info)
+    model_config = model_config_for(options, info)
     batches = Batches.plan(options, info, ranks)
     run = RunFolder(options)
     config = {
