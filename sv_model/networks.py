@@ -6,9 +6,9 @@
   from i_t.
 - :class:`Generator`: (gist o_t, condition_t, noise_t) -> 4x4 features -> upsampling blocks -> RGB in [-1, 1].
 - :class:`ImageDiscriminator`: (frame, its condition, the story code) -> real/fake logit, plus logits of the
-  shard's labels (the auxiliary multi-label classifier). The story code is the story encoder's mean, detached,
-  as in the paper's code: the discriminator judges a frame in the light of its story, and its gradient does not
-  reach the story encoder.
+  shard's labels (the auxiliary multi-label classifier). The story code is the story encoder's mean, detached as
+  the official code detaches its discriminators' conditions: the discriminator judges a frame in the light of its
+  story (the official one sees the frame's condition alone), and its gradient does not reach the story encoder.
 - :class:`StoryDiscriminator`: logit w^T (E_img(X) * E_txt(S)) + b over all frames of a story.
 
 ``model="imagegan"`` is the paper's ImageGAN baseline: no story encoder, no context encoder, no story
