@@ -9,10 +9,15 @@ import click
 
 from cli.common import CommandError
 from cli.defaults import ENV_PREFIX
-from sv_model.options import DEFAULT_EPOCHS, DEFAULT_IMAGE_SIZE, TrainOptions
+from sv_model.options import DEFAULT_EPOCHS, DEFAULT_IMAGE_SIZE, PRESETS, TrainOptions
 
 DEVICES = click.Choice(["auto", "cpu", "cuda"])
 SHARD = click.Path(path_type=Path, dir_okay=False)
+
+
+def _preset_defaults(option: str) -> str:
+    values = ", ".join(f"{getattr(preset, option)} ({name})" for name, preset in PRESETS.items())
+    return f"[default: the preset's: {values}]"
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
@@ -38,24 +43,34 @@ SHARD = click.Path(path_type=Path, dir_okay=False)
               help="Frame size the model draws (a power of two >= 8); shard frames of another size are resized "
                    f"to it. Without it the model draws {DEFAULT_IMAGE_SIZE}x{DEFAULT_IMAGE_SIZE} and the shard "
                    "must hold frames of that size.")
-@click.option("--g-width", type=int, default=TrainOptions.g_width,
-              help="Generator width (channels of its last 4x4 layer / 8).")
-@click.option("--d-width", type=int, default=TrainOptions.d_width,
-              help="Discriminators' width (channels of their first layer).")
+@click.option("--preset", type=click.Choice(list(PRESETS)), default=TrainOptions.preset,
+              help="official: the official StoryGAN code's CLEVR-SV sizes; small: narrow networks and small "
+                   "batches for CPU runs and the demo. Sets the four options below; each one given overrides it.")
+@click.option("--g-width", type=int,
+              help="Generator width: 8 x it channels at 4x4, as the official GF_DIM. " + _preset_defaults("g_width"))
+@click.option("--d-width", type=int,
+              help="Discriminators' width: channels of their first layer, doubling to 8 x it at 4x4 from 64x64 "
+                   "frames, as the official DF_DIM. " + _preset_defaults("d_width"))
+@click.option("--story-batch", type=int,
+              help="Stories per batch (story discriminator stream). " + _preset_defaults("story_batch"))
+@click.option("--image-batch", type=int,
+              help="Single frames per batch (image discriminator stream). " + _preset_defaults("image_batch"))
 @click.option("--noise-dim", type=int, default=TrainOptions.noise_dim, help="Size of the per-frame noise.")
-@click.option("--story-batch", type=int, default=TrainOptions.story_batch,
-              help="Stories per batch (story discriminator stream).")
-@click.option("--image-batch", type=int, default=TrainOptions.image_batch,
-              help="Single frames per batch (image discriminator stream).")
+@click.option("--story-dim", type=int,
+              help="Size of the story state (h0, h_t, i_t). [default: the size of the frame condition the networks "
+                   "see, as the official code's TEXT.DIMENSION: 75 on CLEVR-SV]")
 @click.option("--lr", type=float, default=TrainOptions.lr,
               help="Adam learning rate of all networks (betas 0.5, 0.999).")
 @click.option("--lr-decay-epochs", type=int, default=TrainOptions.lr_decay_epochs,
               help="Halve the learning rate every this many epochs.")
 @click.option("--g-updates", type=int, default=TrainOptions.g_updates,
               help="Generator updates per discriminator update.")
-@click.option("--kl-weight", type=float, default=TrainOptions.kl_weight, help="Weight of the story code's KL term.")
-@click.option("--label-weight", type=float, default=TrainOptions.label_weight,
-              help="Weight of the auxiliary label classification loss.")
+@click.option("--kl-weight", type=float, default=TrainOptions.kl_weight,
+              help="Weight of the story code's KL term (the mean of the two streams' KL divergences).")
+@click.option("--d-label-weight", type=float, default=TrainOptions.d_label_weight,
+              help="Weight of the image discriminator's label classification loss on real frames.")
+@click.option("--g-label-weight", type=float, default=TrainOptions.g_label_weight,
+              help="Weight of the label classification loss of the generated frames in the generator's loss.")
 @click.option("--labels-in-condition/--no-labels-in-condition", default=TrainOptions.labels_in_condition,
               help="Append each frame's labels to its condition [default: as the shard says; yes for Pororo-SV].")
 @click.option("--seed", type=int, default=TrainOptions.seed, help="Seed of initialisation, noise and data order.")
@@ -121,14 +136,12 @@ def _default_val(train_shard: Path, val: Path | None) -> Path | None:
 
 
 def _new_run_folder(train_shard: Path) -> Path:
-    """A new run folder's name, said on the first line with how to resume it."""
+    """A new run folder's name (the training loop says it, with how to resume it)."""
     from sv_data.shards import read_info
     from sv_model.run_paths import new_run_dir
 
     read_info(train_shard)  # a file that is no shard stops here, before a run folder is named for it
-    out = new_run_dir()
-    click.echo(f"run folder: {out} (new; resume it with --out {out})")
-    return out
+    return new_run_dir()
 
 
 def _arguments_without_gpus() -> list[str]:

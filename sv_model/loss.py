@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from sv_model.data import DeviceBatch
 from sv_model.devices import autocast
 from sv_model.networks import ModelConfig, Networks, StoryNoise, story_conditions
+from sv_model.options import Hyperparameters
 
 
 def _bce(logits: torch.Tensor, target: float) -> torch.Tensor:
@@ -49,9 +50,10 @@ def accuracy(logits: torch.Tensor, real: bool) -> torch.Tensor:
 
 
 def mismatched(x: torch.Tensor | None) -> torch.Tensor | None:
-    """Pair each sample with the next one's condition: the 'real image, wrong text' term. Training batches hold
-    at least two stories (``TrainOptions.check`` sees to it), so no sample is paired with its own condition."""
-    return None if x is None else torch.roll(x, shifts=1, dims=0)
+    """Pair each sample with the next one's condition (the last with the first's): the 'real image, wrong text'
+    term, as the official code pairs image i with condition i + 1. Training batches hold at least two stories
+    (``TrainOptions.check`` sees to it), so no sample is paired with its own condition."""
+    return None if x is None else torch.roll(x, shifts=-1, dims=0)
 
 
 @dataclass
@@ -84,9 +86,10 @@ class StepInputs:
 class StoryGANLoss:
     """The two phases of a step, each returning (the total loss to minimise, statistics as 0-d tensors)."""
 
-    def __init__(self, nets: Networks, device: torch.device, kl_weight: float, label_weight: float):
+    def __init__(self, nets: Networks, device: torch.device, weights: Hyperparameters):
         self.nets, self.device = nets, device
-        self.kl_weight, self.label_weight = kl_weight, label_weight
+        self.kl_weight = weights.kl_weight
+        self.d_label_weight, self.g_label_weight = weights.d_label_weight, weights.g_label_weight
 
     def _noise(self, batch: int) -> StoryNoise:
         return StoryNoise.draw(batch, self.nets.generator.config, self.device)
@@ -104,7 +107,7 @@ class StoryGANLoss:
             fake, _ = image_d(fake_frames, x.frame_conditions, story_code)
             wrong, _ = image_d(x.frame_images, mismatched(x.frame_conditions), mismatched(story_code))
             labels = label_loss(real_labels, x.frame_labels)
-            d_image = discriminator_loss(real, fake, wrong) + self.label_weight * labels
+            d_image = discriminator_loss(real, fake, wrong) + self.d_label_weight * labels
             stats = {
                 "loss/d_image": d_image,
                 "loss/d_labels": labels,
@@ -146,6 +149,6 @@ class StoryGANLoss:
                 adversarial = adversarial + story_adversarial
                 kl = 0.5 * (kl + kl_divergence(mu_s, logvar_s))
                 stats["loss/g_story"] = story_adversarial
-            total = adversarial + self.label_weight * labels + self.kl_weight * kl
+            total = adversarial + self.g_label_weight * labels + self.kl_weight * kl
         stats.update({"loss/g": total, "loss/g_labels": labels, "loss/kl": kl})
         return total, stats

@@ -6,9 +6,9 @@
   from i_t.
 - :class:`Generator`: (gist o_t, condition_t, noise_t) -> 4x4 features -> upsampling blocks -> RGB in [-1, 1].
 - :class:`ImageDiscriminator`: (frame, its condition, the story code) -> real/fake logit, plus logits of the
-  shard's labels (the auxiliary multi-label classifier). The story code is the story encoder's mean, detached,
-  as in the paper's code: the discriminator judges a frame in the light of its story, and its gradient does not
-  reach the story encoder.
+  shard's labels (the auxiliary multi-label classifier). The story code is the story encoder's mean, detached as
+  the official code detaches its discriminators' conditions: the discriminator judges a frame in the light of its
+  story (the official one sees the frame's condition alone), and its gradient does not reach the story encoder.
 - :class:`StoryDiscriminator`: logit w^T (E_img(X) * E_txt(S)) + b over all frames of a story.
 
 ``model="imagegan"`` is the paper's ImageGAN baseline: no story encoder, no context encoder, no story
@@ -26,7 +26,8 @@ from torch import nn
 from sv_data.shards import legacy_condition_kind
 
 MODELS = ("storygan", "imagegan")
-CODE_DIM = 128  # story state h_t, i_t and the discriminators' condition embeddings
+EMBEDDING_DIM = 128  # the discriminators' embeddings of conditions (and the story discriminator's of frames)
+LEGACY_STORY_DIM = 128  # the story state of checkpoints from before its size was a setting
 GIST_CHANNELS = 4  # output channels of the Text2Gist convolution
 GIST_KERNEL = 15  # length of the Text2Gist filter, applied along h_t with zero padding
 
@@ -46,8 +47,15 @@ class ModelConfig:
     g_width: int = 64
     d_width: int = 64
     condition_kind: str = "other"  # the training shard's (sv_data.shards.CONDITION_KINDS): what its conditions are
+    # h0, h_t and i_t; None: input_dim, as the official code's GRUs are as large as its text (TEXT.DIMENSION)
+    story_dim: int | None = None
 
     def __post_init__(self):
+        if self.story_dim is None:
+            object.__setattr__(self, "story_dim", self.input_dim)  # a frozen dataclass, completed once
+        if self.story_dim < 1:
+            raise ValueError("the story state takes its size from the frame condition, which is empty here: "
+                             "give --story-dim")
         if self.model not in MODELS:
             raise ValueError(f"model must be one of {', '.join(MODELS)}, got {self.model!r}")
         if self.image_size < 8 or self.image_size & (self.image_size - 1):
@@ -85,6 +93,7 @@ class ModelConfig:
         kwargs["label_names"] = tuple(kwargs["label_names"])
         # Checkpoints from before the shards said what their conditions are: as sv_data reads such old shards.
         kwargs.setdefault("condition_kind", legacy_condition_kind(kwargs["dataset"]))
+        kwargs.setdefault("story_dim", LEGACY_STORY_DIM)
         return cls(**kwargs)
 
 
@@ -100,10 +109,10 @@ def story_conditions(conditions: torch.Tensor, labels: torch.Tensor, config: Mod
 class StoryEncoder(nn.Module):
     """All T frame conditions of a story -> (mu, logvar) of the initial story state."""
 
-    def __init__(self, frames: int, input_dim: int, code_dim: int = CODE_DIM):
+    def __init__(self, frames: int, input_dim: int, story_dim: int):
         super().__init__()
         self.net = nn.Sequential(
-            nn.Linear(frames * input_dim, 2 * code_dim), nn.LeakyReLU(0.2), nn.Linear(2 * code_dim, 2 * code_dim)
+            nn.Linear(frames * input_dim, 2 * story_dim), nn.LeakyReLU(0.2), nn.Linear(2 * story_dim, 2 * story_dim)
         )
 
     def forward(self, conditions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -149,10 +158,10 @@ class Text2Gist(nn.Module):
 class ContextEncoder(nn.Module):
     """(conditions, noise) of a story and its initial state h0 -> the gists o_1..o_T."""
 
-    def __init__(self, input_dim: int, noise_dim: int, code_dim: int = CODE_DIM):
+    def __init__(self, input_dim: int, noise_dim: int, story_dim: int):
         super().__init__()
-        self.gru = nn.GRU(input_dim + noise_dim, code_dim, batch_first=True)
-        self.cell = Text2Gist(code_dim, code_dim)
+        self.gru = nn.GRU(input_dim + noise_dim, story_dim, batch_first=True)
+        self.cell = Text2Gist(story_dim, story_dim)
 
     @property
     def output_dim(self) -> int:
@@ -181,7 +190,7 @@ class StoryNoise:
     """The generator's randomness for a batch of stories, drawn by the caller so that it can be seeded."""
 
     frames: torch.Tensor  # (B, T, noise_dim), the per-frame noise eps_t
-    story: torch.Tensor  # (B, CODE_DIM), the reparameterisation noise of h0
+    story: torch.Tensor  # (B, story_dim), the reparameterisation noise of h0
 
     @classmethod
     def draw(cls, batch: int, config: ModelConfig, device, generator: torch.Generator | None = None) -> "StoryNoise":
@@ -189,7 +198,7 @@ class StoryNoise:
         so that training draws its noise on the GPU without a copy per step."""
         where = generator.device if generator is not None else device
         frames = torch.randn(batch, config.frames, config.noise_dim, generator=generator, device=where)
-        story = torch.randn(batch, CODE_DIM, generator=generator, device=where)
+        story = torch.randn(batch, config.story_dim, generator=generator, device=where)
         return cls(frames.to(device), story.to(device))
 
 
@@ -202,8 +211,8 @@ class Generator(nn.Module):
         c, g = config.input_dim, config.g_width
         decoder_input = c + config.noise_dim
         if config.story_context:
-            self.story_encoder = StoryEncoder(config.frames, c)
-            self.context = ContextEncoder(c, config.noise_dim)
+            self.story_encoder = StoryEncoder(config.frames, c, config.story_dim)
+            self.context = ContextEncoder(c, config.noise_dim, config.story_dim)
             decoder_input += self.context.output_dim
         self.base_channels = g * 8
         self.project = nn.Sequential(
@@ -266,10 +275,12 @@ class ImageDiscriminator(nn.Module):
         super().__init__()
         self.config = config
         self.encoder, channels = _image_encoder(config)
-        condition_input = config.input_dim + (CODE_DIM if config.story_context else 0)
-        self.embed_condition = nn.Sequential(nn.Linear(condition_input, CODE_DIM), nn.LeakyReLU(0.2, inplace=True))
+        condition_input = config.input_dim + (config.story_dim if config.story_context else 0)
+        self.embed_condition = nn.Sequential(
+            nn.Linear(condition_input, EMBEDDING_DIM), nn.LeakyReLU(0.2, inplace=True)
+        )
         self.joint = nn.Sequential(
-            nn.Conv2d(channels + CODE_DIM, channels, 3, padding=1, bias=False),
+            nn.Conv2d(channels + EMBEDDING_DIM, channels, 3, padding=1, bias=False),
             nn.BatchNorm2d(channels),
             nn.LeakyReLU(0.2, inplace=True),
             nn.Conv2d(channels, 1, 4),
@@ -292,9 +303,9 @@ class StoryDiscriminator(nn.Module):
     def __init__(self, config: ModelConfig):
         super().__init__()
         self.encoder, channels = _image_encoder(config)
-        self.embed_image = nn.Linear(channels * 16, CODE_DIM)
-        self.embed_text = nn.Linear(config.input_dim, CODE_DIM)
-        self.head = nn.Linear(config.frames * CODE_DIM, 1)
+        self.embed_image = nn.Linear(channels * 16, EMBEDDING_DIM)
+        self.embed_text = nn.Linear(config.input_dim, EMBEDDING_DIM)
+        self.head = nn.Linear(config.frames * EMBEDDING_DIM, 1)
 
     def forward(self, stories: torch.Tensor, conditions: torch.Tensor) -> torch.Tensor:
         b, t = stories.shape[:2]

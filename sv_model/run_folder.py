@@ -29,9 +29,17 @@ class RunFolder:
         """A resumed run must have been started with the same training options, on as many processes."""
         if self.config_path.exists():
             stored = json.loads(self.config_path.read_text())
+            unknown = sorted(set(stored["options"]) - set(config["options"]))
+            if unknown:
+                raise SvkitError(
+                    f"{self.config_path}: this run was started by another svkit version (its option {unknown[0]} is "
+                    "not one of this version's); resume it with that version, or use another --out"
+                )
             changed = [
                 key
-                for key in sorted({*stored["options"], *config["options"]} - RESUMABLE_CHANGES)
+                # A preset sets several options: name it first, rather than the first of its values that differs.
+                for key in sorted({*stored["options"], *config["options"]} - RESUMABLE_CHANGES,
+                                  key=lambda key: (key != "preset", key))
                 if stored["options"].get(key) != config["options"].get(key)
             ]
             if changed:

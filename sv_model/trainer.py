@@ -40,7 +40,7 @@ class Trainer:
             for name, opt in self.optimizers.items()
         }
         self.discriminators = {name: net for name, net in self.nets.modules().items() if name != "generator"}
-        self.loss = StoryGANLoss(self.nets, device, hyper.kl_weight, hyper.label_weight)
+        self.loss = StoryGANLoss(self.nets, device, hyper)
 
     @property
     def generator(self):
@@ -70,23 +70,32 @@ class Trainer:
         for name in names:
             self._optimizer_step(name)
 
+    def discriminator_step(self, x: StepInputs) -> dict[str, torch.Tensor]:
+        """One update of the discriminators; the generator only draws, without gradients."""
+        for d in self.discriminators.values():
+            d.requires_grad_(True)
+        total, stats = self.loss.discriminator_phase(x)
+        self._update(total, self.discriminators)
+        return stats
+
+    def generator_step(self, x: StepInputs) -> dict[str, torch.Tensor]:
+        """One update of the generator; the discriminators only judge."""
+        for d in self.discriminators.values():
+            d.requires_grad_(False)  # the generator's update needs no gradients of the discriminators' weights
+        total, stats = self.loss.generator_phase(x)
+        self._update(total, ["generator"])
+        return stats
+
     def step(self, stories: DeviceBatch, frames: DeviceBatch, sync: bool = False) -> tuple[dict, dict]:
         """One training step. Returns (statistics as 0-d tensors, seconds spent per phase). The phases are only
         timed exactly on a GPU with ``sync`` (which waits for the GPU between phases)."""
         x = StepInputs.from_batches(stories, frames, self.config)
         start = time.perf_counter()
-        for d in self.discriminators.values():
-            d.requires_grad_(True)
-        total, stats = self.loss.discriminator_phase(x)
-        self._update(total, self.discriminators)
+        stats = self.discriminator_step(x)
         self._sync(sync)
         middle = time.perf_counter()
-        for d in self.discriminators.values():
-            d.requires_grad_(False)  # the generator's updates need no gradients of the discriminators' weights
         for _ in range(self.hyper.g_updates):
-            total, generator_stats = self.loss.generator_phase(x)
-            self._update(total, ["generator"])
-            stats.update(generator_stats)
+            stats.update(self.generator_step(x))
         self._sync(sync)
         end = time.perf_counter()
         for scheduler in self.schedulers.values():

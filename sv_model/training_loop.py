@@ -135,24 +135,29 @@ def _validation_metric(options: TrainOptions, val_info: ShardInfo | None) -> str
     return f"mean SSIM over frames ({SSIM_IMPLEMENTATION})"
 
 
-def _model_config(options: TrainOptions, info: ShardInfo) -> ModelConfig:
+def model_config_for(options: TrainOptions, info: ShardInfo) -> ModelConfig:
+    """The networks' sizes for the options and the training shard."""
     spec = info.spec
     labels_in_condition = (
         spec.labels_in_condition if options.labels_in_condition is None else options.labels_in_condition
     )
-    return ModelConfig(
-        model=options.model,
-        dataset=spec.dataset,
-        condition_kind=spec.condition_kind,
-        frames=spec.frames_per_story,
-        condition_dim=spec.condition_dim,
-        label_names=tuple(spec.label_names),
-        labels_in_condition=labels_in_condition,
-        image_size=options.image_size or DEFAULT_IMAGE_SIZE,
-        noise_dim=options.noise_dim,
-        g_width=options.g_width,
-        d_width=options.d_width,
-    )
+    try:
+        return ModelConfig(
+            model=options.model,
+            dataset=spec.dataset,
+            condition_kind=spec.condition_kind,
+            frames=spec.frames_per_story,
+            condition_dim=spec.condition_dim,
+            label_names=tuple(spec.label_names),
+            labels_in_condition=labels_in_condition,
+            image_size=options.image_size or DEFAULT_IMAGE_SIZE,
+            noise_dim=options.noise_dim,
+            g_width=options.g_width,
+            d_width=options.d_width,
+            story_dim=options.story_dim,
+        )
+    except ValueError as exc:  # the options were checked: what is left is a shard whose frames have no condition
+        raise SvkitError(f"{info.path}: {exc}") from None
 
 
 @dataclass(frozen=True)
@@ -232,7 +237,7 @@ def _open_shards(options: TrainOptions, context: distributed.Context) -> tuple[S
 def _train(options: TrainOptions, context: distributed.Context, log) -> TrainResult:
     info, val_info, evaluator = _open_shards(options, context)
     device, ranks = context.device, context.world_size
-    model_config = _model_config(options, info)
+    model_config = model_config_for(options, info)
     batches = Batches.plan(options, info, ranks)
     run = RunFolder(options)
     config = {
@@ -251,6 +256,7 @@ def _train(options: TrainOptions, context: distributed.Context, log) -> TrainRes
     if ranks > 1:
         _seed_everything(_rank_seed(options.seed, context.rank))  # same weights (broadcast), other noise per rank
     start, best_metric = 0, None
+    log(options.recipe(model_config.story_dim))
     latest = run.checkpoints.latest()
     if latest is not None:
         payload = checkpoint.load(latest)
@@ -259,10 +265,9 @@ def _train(options: TrainOptions, context: distributed.Context, log) -> TrainRes
         checkpoint.restore_rng(payload["rank_rng"][context.rank] if ranks > 1 else payload["rng"])
         log(f"resuming {run.dir} from {latest.name} (step {start} of {batches.total_steps})")
     else:
-        log(
-            f"training {model_config.model} on {info.path} ({info.num_stories} stories of {info.frames_per_story} "
-            f"frames, {batches.steps_per_epoch} steps per epoch) on {device}; run folder {run.dir}"
-        )
+        log(f"run folder: {run.dir} (new; resume it with --out {run.dir})")
+    log(f"training {model_config.model} on {info.path} ({info.num_stories} stories of {info.frames_per_story} frames, "
+        f"{batches.steps_per_epoch} steps per epoch) on {device}")
     if ranks > 1:
         log(f"{ranks} processes of {batches.story} stories and {batches.image} frames: effective batches of "
             f"{batches.story * ranks} stories and {batches.image * ranks} frames")

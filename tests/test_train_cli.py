@@ -1,17 +1,24 @@
 """`sv-model train` and `sv-model generate` from the command line, and the generation API."""
+import json
+
 import h5py
 import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
 from PIL import Image
+from shard_factory import write_shard
 from test_model_data import COLOUR_NAMES, empty_shard, one_cpu_thread, squares_shard  # noqa: F401 (autouse fixture)
 
 from cli.model import main
+from sv_data.errors import SvkitError
 from sv_data.pororo.characters import PORORO_CHARACTERS
 from sv_data.pororo.encoder import CONDITION_DIM
 from sv_data.shards import ShardReader, ShardSpec, ShardWriter, StoryBatch, read_info
+from sv_model import checkpoint
 from sv_model.generate import IncompatibleShardError, load_generator
+from sv_model.networks import LEGACY_STORY_DIM, Generator, ModelConfig
+from sv_model.options import TrainOptions
 
 TINY = ["--image-size", "16", "--g-width", "4", "--d-width", "4", "--story-batch", "4", "--image-batch", "8",
         "--workers", "0", "--no-progress"]
@@ -75,6 +82,61 @@ def test_generation_api_is_deterministic_per_seed_and_checks_the_shard(trained, 
     other = read_info(squares_shard(tmp_path / "other.h5", stories=1, size=16, dataset="clevr-sv"))
     with pytest.raises(IncompatibleShardError, match="dataset is clevr-sv in the shard, squares in the model"):
         generator.check_compatible(other)
+
+
+def test_a_preset_sets_the_sizes_and_the_options_given_override_it():
+    official = TrainOptions("train.h5", "run")
+    assert (official.g_width, official.d_width, official.story_batch, official.image_batch) == (192, 96, 24, 24)
+    assert official.recipe(story_state=75) == (
+        "recipe: official StoryGAN CLEVR-SV configuration: widths G 192 / D 96, noise 100, story state 75, batches "
+        "24 stories + 24 frames, label-loss weights D 1 / G 0.4, KL weight 2, lr 0.0002 halved every 20 epochs, "
+        "2 G updates per D update")
+    small = TrainOptions("train.h5", "run", preset="small", d_width=8, kl_weight=1.0)
+    assert (small.g_width, small.d_width, small.story_batch, small.image_batch) == (32, 8, 8, 16)
+    assert small.recipe(story_state=6).startswith(
+        "recipe: small preset for CPU runs and the demo (not the official sizes) with --d-width 8 --kl-weight 1.0: "
+        "widths G 32 / D 8,")
+    with pytest.raises(SvkitError, match="--preset large: must be one of official, small"):
+        TrainOptions("train.h5", "run", preset="large")
+
+
+def test_the_first_line_says_which_recipe_trains(tmp_path):
+    shard = squares_shard(tmp_path / "train.h5", stories=6, size=16)
+    code, output = run("train", shard, "--out", tmp_path / "run", "--preset", "small", "--image-batch", 8,
+                       "--max-steps", 1, "--image-size", 16, "--workers", 0, "--no-progress")
+    assert code == 0, output
+    lines = output.splitlines()
+    assert lines[0].startswith("recipe: small preset for CPU runs and the demo (not the official sizes) with "
+                               "--image-batch 8: widths G 32 / D 32, noise 100, story state 6, batches 8 stories + "
+                               "8 frames")
+    assert lines[1] == f"run folder: {tmp_path / 'run'} (new; resume it with --out {tmp_path / 'run'})"
+    options = json.loads((tmp_path / "run" / "config.json").read_text())["options"]
+    assert (options["preset"], options["g_width"], options["story_batch"], options["image_batch"]) == (
+        "small", 32, 8, 8)
+
+
+def test_a_checkpoint_from_before_the_story_state_was_a_setting_loads_with_its_128_d_state(tmp_path):
+    config = ModelConfig("storygan", "squares", 4, 6, COLOUR_NAMES, False, 16, g_width=4, d_width=4,
+                         story_dim=LEGACY_STORY_DIM)
+    old_model = config.to_dict()
+    del old_model["story_dim"]  # as such checkpoints recorded the model
+    torch.manual_seed(0)
+    payload = {"format": checkpoint.FORMAT, "version": checkpoint.VERSION, "step": 3, "model": old_model,
+               "networks": {"generator": Generator(config).state_dict()}}
+    generator = load_generator(checkpoint.save_atomically(payload, tmp_path / "old.pt"), device="cpu")
+    assert generator.config.story_dim == 128
+    frames = generator.generate(np.zeros((1, 4, 6), np.float32), np.zeros((1, 4, 4), np.uint8), seed=0)
+    assert frames.shape == (1, 4, 16, 16, 3)
+
+
+@pytest.mark.filterwarnings("ignore:Initializing zero-element tensors")  # the empty condition's layers
+def test_a_shard_whose_frames_have_no_condition_needs_story_dim(tmp_path):
+    shard = write_shard(tmp_path / "bare.h5", stories=4, size=(16, 16), condition_dim=0)
+    code, output = run("train", shard, "--out", tmp_path / "run", "--max-steps", 1, *TINY)
+    assert code == 2 and output == (f"error: {shard}: the story state takes its size from the frame condition, "
+                                    "which is empty here: give --story-dim\n")
+    code, output = run("train", shard, "--out", tmp_path / "run", "--max-steps", 1, "--story-dim", 3, *TINY)
+    assert code == 0, output
 
 
 def test_bad_inputs_end_with_one_line_and_status_2(trained, tmp_path):

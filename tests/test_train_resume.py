@@ -81,6 +81,15 @@ def test_resuming_with_other_training_options_is_refused(tmp_path, shards):
     train(TrainOptions(**options), log=lambda m: None)
     with pytest.raises(SvkitError, match="started with lr=0.0002, now lr=0.001"):
         train(TrainOptions(**{**options, "lr": 1e-3, "max_steps": 2}), log=lambda m: None)
+    # The sizes are given, so only the preset's name differs; it is named before any value it would change.
+    with pytest.raises(SvkitError, match="started with preset='official', now preset='small'"):
+        train(TrainOptions(**{**options, "preset": "small", "d_label_weight": 0.5}), log=lambda m: None)
+    config_path = tmp_path / "run" / "config.json"
+    config = json.loads(config_path.read_text())
+    config["options"]["label_weight"] = 1.0  # one weight for both label losses, as older svkit had
+    config_path.write_text(json.dumps(config))
+    with pytest.raises(SvkitError, match=r"started by another svkit version \(its option label_weight is not"):
+        train(TrainOptions(**options), log=lambda m: None)
 
 
 def test_a_broken_checkpoint_is_reported_with_its_name(tmp_path):
