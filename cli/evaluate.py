@@ -5,6 +5,8 @@ from pathlib import Path
 
 import click
 
+from cli.common import progress_option
+
 DEVICES = click.Choice(["auto", "cpu", "cuda"])
 SHARD = click.Path(path_type=Path, dir_okay=False)
 CONTEXT = {"help_option_names": ["-h", "--help"], "show_default": True}
@@ -35,6 +37,7 @@ CONTEXT = {"help_option_names": ["-h", "--help"], "show_default": True}
                    "for the CLEVR-SV attribute evaluator, 0 for a character classifier].")
 @click.option("--seed", type=int, default=0, help="Seed of initialisation, data order, flips and shifts.")
 @click.option("--device", type=DEVICES, default="auto", help="auto: the GPU if CUDA has one, else the CPU.")
+@progress_option
 def train_evaluator(train_shard: Path, out: Path, **options):
     """Train svkit's evaluator on the real frames of TRAIN_SHARD and score it on held-out real stories.
 

@@ -203,7 +203,7 @@ def test_import_storygan_clevr_checks_that_every_frame_decodes_before_writing(tm
 def test_progress_is_one_switch_on_every_command_with_a_progress_bar(tmp_path):
     for cli, command in ((sv_data, "repack"), (sv_data, "build-clevr"), (sv_data, "import-storygan-clevr"),
                          (sv_data, "build-pororo"), (sv_data, "import-storygan-pororo"), (sv_model, "train"),
-                         (sv_model, "evaluate")):
+                         (sv_model, "evaluate"), (sv_model, "train-evaluator")):
         help_text = invoke(cli, command, "--help").stdout
         assert "--progress / --no-progress" in help_text and "--quiet" not in help_text, command
     images, dict_path, _ = write_release(tmp_path, range(1))

@@ -170,10 +170,11 @@ def _network(kind: str, config: dict, pretrained: bool) -> torch.nn.Module:
     return character_net.CharacterNet(len(config["label_names"]), config["input_size"], pretrained=pretrained)
 
 
-def _read_frames(reader: ShardReader, rows: np.ndarray, kind: str, desc: str) -> list[np.ndarray]:
+def _read_frames(reader: ShardReader, rows: np.ndarray, kind: str, desc: str, progress: bool) -> list[np.ndarray]:
     """The arrays the loss needs, one row per frame: images first, then targets."""
     parts: list[list[np.ndarray]] = []
-    for start, stop in tqdm(list(iter_blocks(len(rows), 128)), desc=desc, unit="block", leave=False):
+    for start, stop in tqdm(list(iter_blocks(len(rows), 128)), desc=desc, unit="block", leave=False,
+                            disable=not progress):
         block = rows[start:stop]
         images = reader.read("images", block)
         n, t = images.shape[:2]
@@ -243,6 +244,7 @@ def train_evaluator(
     width: int | None = None,
     max_stories: int | None = None,
     max_shift: int | None = None,
+    progress: bool = True,
 ) -> dict:
     """Train the evaluator that ``train``'s dataset calls for and write it to ``out_dir``; returns its info.
 
@@ -294,11 +296,12 @@ def train_evaluator(
     target = resolve_device(device)
     started = time.perf_counter()
     with ShardReader(train) as reader:
-        arrays = _read_frames(reader, train_rows, kind, "reading training frames")
+        arrays = _read_frames(reader, train_rows, kind, "reading training frames", progress)
     network = _network(kind, config, pretrained=True)
     padding = (EDGE, 0.0, clevr_objects.IGNORE) if kind == ATTRIBUTES else (EDGE, None)  # images, targets
     loss_fn = attribute_net.loss if kind == ATTRIBUTES else character_net.loss
-    losses = fit(network, loss_fn, arrays, padding, fit_options, target, out_dir / STATE_FILE, prepare=torch.Tensor.float)
+    losses = fit(network, loss_fn, arrays, padding, fit_options, target, out_dir / STATE_FILE,
+                 prepare=torch.Tensor.float, progress=progress)
     del arrays
     feature_dim = int(network.features(torch.zeros(1, 3, 64, 64, device=target)).shape[1])
     payload = {"format": FORMAT, "version": VERSION, "kind": kind, "config": config, "state_dict": network.state_dict()}

@@ -75,6 +75,7 @@ def fit(
     device: torch.device,
     state_path: Path,
     prepare: Callable[[torch.Tensor], torch.Tensor] = lambda x: x,
+    progress: bool = True,
 ) -> list[float]:
     """Train ``model`` on rows of ``arrays`` (the first is the uint8 images, NHWC; targets follow, with height and
     width as their last two axes where ``padding`` says how to pad them). ``prepare`` turns a batch of NCHW uint8
@@ -109,7 +110,8 @@ def fit(
         shifts = np.random.default_rng([options.seed, epoch, 2]).integers(-reach, reach + 1, (n, 2))
         model.train()
         total = 0.0
-        bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{options.epochs}", unit="batch", leave=False)
+        bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{options.epochs}", unit="batch", leave=False,
+                   disable=not progress)
         for step in bar:
             rows = np.sort(order[step * options.batch_size : (step + 1) * options.batch_size])
             batch = [torch.from_numpy(a[rows]) for a in arrays]
