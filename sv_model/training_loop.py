@@ -429,8 +429,10 @@ class _Loop:
                     try:
                         stories = to_device(next(story_iter), self.device, trainer.config.image_size)
                         frames = to_device(next(frame_iter), self.device, trainer.config.image_size)
-                    except RuntimeError:
-                        if stop.requested:  # Ctrl-C also reached the loader's workers
+                    except (RuntimeError, OSError):
+                        # Ctrl-C also reached the loader's workers: one died (RuntimeError), or died while handing
+                        # over a batch, whose shared memory then cannot be fetched (OSError).
+                        if stop.requested:
                             break
                         raise
                     data_time += time.perf_counter() - fetch
