@@ -74,7 +74,7 @@ class Trainer:
         """One update of the discriminators; the generator only draws, without gradients."""
         for d in self.discriminators.values():
             d.requires_grad_(True)
-        total, stats = self.loss.discriminator_phase(x)
+        total, stats = self.loss.discriminator_phase(x, self.loss.draw_noise(x))
         self._update(total, self.discriminators)
         return stats
 
@@ -82,7 +82,7 @@ class Trainer:
         """One update of the generator; the discriminators only judge."""
         for d in self.discriminators.values():
             d.requires_grad_(False)  # the generator's update needs no gradients of the discriminators' weights
-        total, stats = self.loss.generator_phase(x)
+        total, stats = self.loss.generator_phase(x, self.loss.draw_noise(x))
         self._update(total, ["generator"])
         return stats
 
