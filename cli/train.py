@@ -9,7 +9,7 @@ import click
 
 from cli.common import CommandError
 from cli.defaults import ENV_PREFIX
-from sv_model.options import DEFAULT_EPOCHS, DEFAULT_IMAGE_SIZE, PRESETS, TrainOptions
+from sv_model.options import COMPILE_MODE, DEFAULT_EPOCHS, DEFAULT_IMAGE_SIZE, PRESETS, TrainOptions
 
 DEVICES = click.Choice(["auto", "cpu", "cuda"])
 SHARD = click.Path(path_type=Path, dir_okay=False)
@@ -37,6 +37,9 @@ def _preset_defaults(option: str) -> str:
 @click.option("--max-steps", type=int, help="Train for this many steps in all instead of --epochs.")
 @click.option("--device", type=DEVICES, default=TrainOptions.device,
               help="auto: the GPU if CUDA has one, else the CPU.")
+@click.option("--compile/--no-compile", default=TrainOptions.compile,
+              help=f"Run the training step through torch.compile (mode {COMPILE_MODE}); its first steps compile it. "
+                   "[default: on a GPU yes, on a CPU no]")
 @click.option("--model", type=click.Choice(["storygan", "imagegan"]), default=TrainOptions.model,
               help="imagegan: the paper's baseline without story encoder, context encoder and story discriminator.")
 @click.option("--image-size", type=int,

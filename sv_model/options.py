@@ -9,6 +9,15 @@ from sv_data.errors import SvkitError
 
 DEFAULT_EPOCHS = 120
 DEFAULT_IMAGE_SIZE = 64
+# torch.compile's mode for the training step's phases: CUDA graphs replay each phase's kernels in one launch
+# (docs/training.md, "Speed"). On a CPU it is the same as the default mode.
+COMPILE_MODE = "reduce-overhead"
+
+
+def compiles_by_default(device_type: str) -> bool:
+    """``--compile`` unless said otherwise: on a GPU the compiled step pays for its warm-up within a few hundred
+    steps; on a CPU the warm-up outlasts the short runs that a CPU trains (docs/training.md, "Speed")."""
+    return device_type == "cuda"
 
 
 @dataclass(frozen=True)
@@ -59,6 +68,7 @@ class TrainOptions:
     epochs: int | None = None  # DEFAULT_EPOCHS when max_steps is not given either
     max_steps: int | None = None
     device: str = "auto"
+    compile: bool | None = None  # None: compiles_by_default(the device's type)
     model: str = "storygan"
     image_size: int | None = None  # None: DEFAULT_IMAGE_SIZE, and the shard must hold frames of that size
     preset: str = DEFAULT_PRESET
@@ -149,6 +159,6 @@ RECIPE_OPTIONS = (*PRESET_OPTIONS, "noise_dim", "story_dim", *(f.name for f in f
 
 # Options that may differ when a run is resumed: how long, where, how often to log and save; not what is trained.
 RESUMABLE_CHANGES = frozenset({
-    "train", "val", "out", "epochs", "max_steps", "device", "workers", "checkpoint_every", "sample_every",
+    "train", "val", "out", "epochs", "max_steps", "device", "compile", "workers", "checkpoint_every", "sample_every",
     "log_every", "keep", "val_stories", "sample_stories", "progress",
 })

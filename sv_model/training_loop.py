@@ -46,7 +46,7 @@ from sv_model.evaluation.floor import NO_FLOOR, derangement
 from sv_model.evaluation.image_metrics import SSIM_IMPLEMENTATION, ssim_per_frame
 from sv_model.generate import draw_stories, save_story_sheet
 from sv_model.networks import ModelConfig
-from sv_model.options import DEFAULT_EPOCHS, DEFAULT_IMAGE_SIZE, TrainOptions
+from sv_model.options import COMPILE_MODE, DEFAULT_EPOCHS, DEFAULT_IMAGE_SIZE, TrainOptions, compiles_by_default
 from sv_model.run_folder import RunFolder
 from sv_model.trainer import Trainer
 
@@ -252,7 +252,8 @@ def _train(options: TrainOptions, context: distributed.Context, log) -> TrainRes
     run.check_config(config)
 
     _seed_everything(options.seed)
-    trainer = Trainer(model_config, options.hyperparameters(), batches.steps_per_epoch, device)
+    compiled = compiles_by_default(device.type) if options.compile is None else options.compile
+    trainer = Trainer(model_config, options.hyperparameters(), batches.steps_per_epoch, device, compiled)
     if ranks > 1:
         _seed_everything(_rank_seed(options.seed, context.rank))  # same weights (broadcast), other noise per rank
     start, best_metric = 0, None
@@ -267,7 +268,8 @@ def _train(options: TrainOptions, context: distributed.Context, log) -> TrainRes
     else:
         log(f"run folder: {run.dir} (new; resume it with --out {run.dir})")
     log(f"training {model_config.model} on {info.path} ({info.num_stories} stories of {info.frames_per_story} frames, "
-        f"{batches.steps_per_epoch} steps per epoch) on {device}")
+        f"{batches.steps_per_epoch} steps per epoch) on {device}, "
+        + (f"compiled (torch.compile, mode {COMPILE_MODE}: the first steps compile it)" if compiled else "eager"))
     if ranks > 1:
         log(f"{ranks} processes of {batches.story} stories and {batches.image} frames: effective batches of "
             f"{batches.story * ranks} stories and {batches.image * ranks} frames")

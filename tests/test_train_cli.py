@@ -110,6 +110,7 @@ def test_the_first_line_says_which_recipe_trains(tmp_path):
                                "--image-batch 8: widths G 32 / D 32, noise 100, story state 6, batches 8 stories + "
                                "8 frames")
     assert lines[1] == f"run folder: {tmp_path / 'run'} (new; resume it with --out {tmp_path / 'run'})"
+    assert lines[2].startswith("training storygan on ") and lines[2].endswith(" on cpu, eager")  # --compile: GPUs
     options = json.loads((tmp_path / "run" / "config.json").read_text())["options"]
     assert (options["preset"], options["g_width"], options["story_batch"], options["image_batch"]) == (
         "small", 32, 8, 8)
