@@ -35,6 +35,8 @@ def _preset_defaults(option: str) -> str:
 @click.option("--epochs", type=int,
               help=f"Epochs of the story stream (default {DEFAULT_EPOCHS} unless --max-steps is given).")
 @click.option("--max-steps", type=int, help="Train for this many steps in all instead of --epochs.")
+@click.option("--max-minutes", type=float,
+              help="Stop, with a checkpoint, once training has run this long (the same command goes on from there).")
 @click.option("--device", type=DEVICES, default=TrainOptions.device,
               help="auto: the GPU if CUDA has one, else the CPU.")
 @click.option("--compile/--no-compile", default=TrainOptions.compile,

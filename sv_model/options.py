@@ -67,6 +67,7 @@ class TrainOptions:
     evaluator: str | None = None  # a folder of sv-model train-evaluator: its F1 on --val picks best.pt
     epochs: int | None = None  # DEFAULT_EPOCHS when max_steps is not given either
     max_steps: int | None = None
+    max_minutes: float | None = None  # stop, with a checkpoint, once the loop has run this long
     device: str = "auto"
     compile: bool | None = None  # None: compiles_by_default(the device's type)
     model: str = "storygan"
@@ -139,8 +140,10 @@ class TrainOptions:
             value = getattr(self, name)
             if value is not None and value < minimum:
                 raise SvkitError(f"{_option(name)} {value}: must be at least {minimum}")
-        if not (math.isfinite(self.lr) and self.lr > 0):
-            raise SvkitError(f"--lr {self.lr}: must be a number > 0")
+        for name in ("lr", "max_minutes"):
+            value = getattr(self, name)
+            if value is not None and not (math.isfinite(value) and value > 0):
+                raise SvkitError(f"{_option(name)} {value}: must be a number > 0")
         for name in ("kl_weight", "d_label_weight", "g_label_weight"):
             value = getattr(self, name)
             if not (math.isfinite(value) and value >= 0):
@@ -159,6 +162,6 @@ RECIPE_OPTIONS = (*PRESET_OPTIONS, "noise_dim", "story_dim", *(f.name for f in f
 
 # Options that may differ when a run is resumed: how long, where, how often to log and save; not what is trained.
 RESUMABLE_CHANGES = frozenset({
-    "train", "val", "out", "epochs", "max_steps", "device", "compile", "workers", "checkpoint_every", "sample_every",
-    "log_every", "keep", "val_stories", "sample_stories", "progress",
+    "train", "val", "out", "epochs", "max_steps", "max_minutes", "device", "compile", "workers", "checkpoint_every",
+    "sample_every", "log_every", "keep", "val_stories", "sample_stories", "progress",
 })
