@@ -14,12 +14,6 @@ DEFAULT_IMAGE_SIZE = 64
 COMPILE_MODE = "reduce-overhead"
 
 
-def compiles_by_default(device_type: str) -> bool:
-    """``--compile`` unless said otherwise: on a GPU the compiled step pays for its warm-up within a few hundred
-    steps; on a CPU the warm-up outlasts the short runs that a CPU trains (docs/training.md, "Speed")."""
-    return device_type == "cuda"
-
-
 @dataclass(frozen=True)
 class Hyperparameters:
     """The optimisation settings of :class:`sv_model.trainer.Trainer` and the weights of :mod:`sv_model.loss`: the
@@ -69,7 +63,7 @@ class TrainOptions:
     max_steps: int | None = None
     max_minutes: float | None = None  # stop, with a checkpoint, once the loop has run this long
     device: str = "auto"
-    compile: bool | None = None  # None: compiles_by_default(the device's type)
+    compile: bool | None = None  # None: as compiles() says for the device
     model: str = "storygan"
     image_size: int | None = None  # None: DEFAULT_IMAGE_SIZE, and the shard must hold frames of that size
     preset: str = DEFAULT_PRESET
@@ -102,6 +96,12 @@ class TrainOptions:
         for name in PRESET_OPTIONS:
             if getattr(self, name) is None:
                 setattr(self, name, getattr(PRESETS[self.preset], name))
+
+    def compiles(self, device_type: str) -> bool:
+        """Whether the step is compiled on a device of this type: as ``--compile/--no-compile`` says, else on a GPU,
+        where the compiled step pays for its warm-up within a few hundred steps, and not on a CPU, where the
+        warm-up outlasts the short runs that a CPU trains (docs/training.md, "Speed")."""
+        return device_type == "cuda" if self.compile is None else self.compile
 
     def hyperparameters(self) -> Hyperparameters:
         return Hyperparameters(**{f.name: getattr(self, f.name) for f in fields(Hyperparameters)})

@@ -5,9 +5,10 @@ Each step, as in the paper's code: the discriminators are updated once on a batc
 discriminator) and a batch of single frames with their stories (image discriminator), then the generator is
 updated ``g_updates`` times, each time on freshly generated stories and frames.
 
-With ``compiled``, the two phases of :mod:`sv_model.loss` (every network's forward pass, and so the backward pass
-that autograd derives from it) run through ``torch.compile`` in :data:`~sv_model.options.COMPILE_MODE`: the same
-functions, wrapped. The noise is drawn outside them, the optimizer steps after them, as in eager mode.
+With a ``compile_mode`` (training uses :data:`~sv_model.options.COMPILE_MODE`), the two phases of
+:mod:`sv_model.loss` (every network's forward pass, and so the backward pass that autograd derives from it) run
+through ``torch.compile`` in that mode: the same functions, wrapped. The noise is drawn outside them, the optimizer
+steps after them, as in eager mode.
 """
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from sv_model import distributed
 from sv_model.data import DeviceBatch
 from sv_model.loss import StepInputs, StoryGANLoss
 from sv_model.networks import ModelConfig, Networks
-from sv_model.options import COMPILE_MODE, Hyperparameters
+from sv_model.options import Hyperparameters
 
 ADAM_BETAS = (0.5, 0.999)
 
@@ -34,8 +35,8 @@ class Trainer:
     """Networks, optimizers and learning-rate schedules of one run, and :meth:`step`."""
 
     def __init__(self, config: ModelConfig, hyper: Hyperparameters, steps_per_epoch: int, device: torch.device,
-                 compiled: bool = False):
-        self.config, self.hyper, self.device, self.compiled = config, hyper, device, compiled
+                 compile_mode: str | None = None):
+        self.config, self.hyper, self.device = config, hyper, device
         if device.type == "cuda":
             torch.backends.cudnn.benchmark = True  # shapes are fixed for a run: pick the fastest kernels once
         self.nets = Networks.build(config).to(device)
@@ -53,11 +54,11 @@ class Trainer:
         self.discriminators = {name: net for name, net in self.nets.modules().items() if name != "generator"}
         self.loss = StoryGANLoss(self.nets, device, hyper)
         phases = (self.loss.discriminator_phase, self.loss.generator_phase)
-        if compiled:
+        if compile_mode is not None:
             # Traced into the graph (dynamo's allow_rnn), the context encoder's GRU leaves each phase one graph, and
             # so one CUDA graph, instead of pieces around a graph break at every call of the generator.
             trace_rnn = torch._dynamo.config.patch(allow_rnn=True)
-            phases = tuple(trace_rnn(torch.compile(phase, mode=COMPILE_MODE)) for phase in phases)
+            phases = tuple(trace_rnn(torch.compile(phase, mode=compile_mode)) for phase in phases)
         self._discriminator_phase, self._generator_phase = phases
 
     @property

@@ -46,7 +46,7 @@ from sv_model.evaluation.floor import NO_FLOOR, derangement
 from sv_model.evaluation.image_metrics import SSIM_IMPLEMENTATION, ssim_per_frame
 from sv_model.generate import draw_stories, save_story_sheet
 from sv_model.networks import ModelConfig
-from sv_model.options import COMPILE_MODE, DEFAULT_EPOCHS, DEFAULT_IMAGE_SIZE, TrainOptions, compiles_by_default
+from sv_model.options import COMPILE_MODE, DEFAULT_EPOCHS, DEFAULT_IMAGE_SIZE, TrainOptions
 from sv_model.run_folder import RunFolder
 from sv_model.trainer import Trainer
 
@@ -252,8 +252,9 @@ def _train(options: TrainOptions, context: distributed.Context, log) -> TrainRes
     run.check_config(config)
 
     _seed_everything(options.seed)
-    compiled = compiles_by_default(device.type) if options.compile is None else options.compile
-    trainer = Trainer(model_config, options.hyperparameters(), batches.steps_per_epoch, device, compiled)
+    compiled = options.compiles(device.type)
+    trainer = Trainer(model_config, options.hyperparameters(), batches.steps_per_epoch, device,
+                      COMPILE_MODE if compiled else None)
     if ranks > 1:
         _seed_everything(_rank_seed(options.seed, context.rank))  # same weights (broadcast), other noise per rank
     start, best_metric = 0, None

@@ -10,14 +10,15 @@ from test_model_data import one_cpu_thread  # noqa: F401 (an autouse fixture)
 from test_train_resume import SMALL, generator_weights, losses_by_step, shards  # noqa: F401 (a fixture)
 
 from cli.model import main
-from sv_model.options import compiles_by_default
 from sv_model.training_loop import TrainOptions, train
 
-# Steps compared: enough for the optimizer's updates to feed back into the losses.
+# Steps compared: enough for the optimizer's updates to feed back into the losses, few enough that training has
+# not yet amplified rounding differences (wider networks amplify them sooner: at widths 32 the losses of eager runs
+# on one and on two threads are 1e-4 apart by the second step, 1e-2 by the seventh, and compiled runs alike).
 STEPS = 5
-# Relative difference allowed between compiled and eager losses: inductor fuses and reorders float32 sums; the
-# first steps differ by about 2e-6 here.
-LOSS_TOLERANCE = 1e-4
+# Difference allowed between compiled and eager losses, as inductor fuses and reorders float32 sums: relative,
+# and absolute for the KL term, which is about 1e-6 itself. Measured here: under 1e-6 relative, 2e-9 absolute.
+LOSS_TOLERANCE, KL_TOLERANCE = 1e-4, 1e-8
 
 
 def loss_curves(run) -> dict[int, dict[str, float]]:
@@ -44,7 +45,7 @@ def test_the_compiled_step_gives_the_eager_losses(tmp_path, shards):
     for step, losses in eager.items():
         assert set(compiled[step]) == set(losses) and len(losses) >= 8
         for name, value in losses.items():
-            assert compiled[step][name] == pytest.approx(value, rel=LOSS_TOLERANCE, abs=1e-6), (step, name)
+            assert compiled[step][name] == pytest.approx(value, rel=LOSS_TOLERANCE, abs=KL_TOLERANCE), (step, name)
 
 
 def test_a_resumed_compiled_run_equals_an_uninterrupted_one(tmp_path, shards):
@@ -67,5 +68,7 @@ def test_a_resumed_compiled_run_equals_an_uninterrupted_one(tmp_path, shards):
 
 
 def test_the_step_compiles_by_default_on_a_gpu_only():
-    assert compiles_by_default("cuda") and not compiles_by_default("cpu")
-    assert TrainOptions("train.h5", "run").compile is None  # the device decides, once it is known
+    default = TrainOptions("train.h5", "run")
+    assert default.compiles("cuda") and not default.compiles("cpu")
+    assert TrainOptions("train.h5", "run", compile=True).compiles("cpu")
+    assert not TrainOptions("train.h5", "run", compile=False).compiles("cuda")
