@@ -76,6 +76,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     compiled.add_argument("--no-compile", dest="compile", action="store_false")
     parser.add_argument("--workers", type=int, help="DataLoader workers per stream [default: as sv-model train]")
     parser.add_argument("--seed", type=int, default=TrainOptions.seed, help="seed of training")
+    parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     return parser.parse_args(argv)
 
 
@@ -84,7 +85,7 @@ def training_options(args: argparse.Namespace) -> TrainOptions:
         train=str(args.train), out=str(args.out / "run"), preset=args.preset, g_width=args.g_width,
         d_width=args.d_width, max_minutes=args.minutes, max_steps=args.max_steps, device=args.device,
         compile=args.compile, workers=args.workers, seed=args.seed, checkpoint_every=args.eval_every,
-        sample_every=args.eval_every,
+        sample_every=args.eval_every, progress=args.progress,
         keep=sys.maxsize,  # every checkpoint is a point of the curve
     )
 

@@ -14,7 +14,7 @@ from sv_model.training_loop import TrainOptions, train
 
 # Steps compared: enough for the optimizer's updates to feed back into the losses, few enough that training has
 # not yet amplified rounding differences (wider networks amplify them sooner: at widths 32 the losses of eager runs
-# on one and on two threads are 1e-4 apart by the second step, 1e-2 by the seventh, and compiled runs alike).
+# on one and on two threads are about 1e-4 apart by the second step, 1e-2 by the seventh, and compiled runs alike).
 STEPS = 5
 # Difference allowed between compiled and eager losses, as inductor fuses and reorders float32 sums: relative,
 # and absolute for the KL term, which is about 1e-6 itself. Measured here: under 1e-6 relative, 2e-9 absolute.
