@@ -100,8 +100,8 @@ def _preset_defaults(option: str) -> str:
 def train(train_shard: Path, out: Path | None, val: Path | None, evaluator: Path | None, gpus: int, **options):
     """Train StoryGAN on TRAIN_SHARD (a shard of format v1: CLEVR-SV, Pororo-SV, ...).
 
-    Runs on the GPU when there is one (bf16 autocast, compiled step), else on the CPU (eager). Ctrl-C saves a checkpoint and stops;
-    running the same command again (with --out RUN) resumes exactly where it stopped.
+    Runs on the GPU when there is one (bf16 autocast, compiled step), else on the CPU (eager). Ctrl-C saves a
+    checkpoint and stops; running the same command again (with --out RUN) resumes exactly where it stopped.
     """
     from sv_data.outputs import check_outputs
 
