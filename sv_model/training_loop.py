@@ -460,7 +460,8 @@ class _Loop:
                         self._save(step, writer)
                     progress.update(1)
                 stopped_early = step < total
-                interrupted = stopped_early and stop.requested
+                # Not the clock, so Ctrl-C: on this process or on another rank, which all ranks stop for alike.
+                interrupted = stopped_early and not (deadline is not None and time.monotonic() >= deadline)
             if stopped_early and count:
                 self._log(writer, progress, step, sums, count, time.perf_counter() - window_start, data_time,
                           phase_times)
