@@ -9,7 +9,7 @@ import click
 
 from cli.common import CommandError
 from cli.defaults import ENV_PREFIX
-from sv_model.options import DEFAULT_EPOCHS, DEFAULT_IMAGE_SIZE, PRESETS, TrainOptions
+from sv_model.options import COMPILE_MODE, DEFAULT_EPOCHS, DEFAULT_IMAGE_SIZE, PRESETS, TrainOptions
 
 DEVICES = click.Choice(["auto", "cpu", "cuda"])
 SHARD = click.Path(path_type=Path, dir_okay=False)
@@ -35,8 +35,13 @@ def _preset_defaults(option: str) -> str:
 @click.option("--epochs", type=int,
               help=f"Epochs of the story stream (default {DEFAULT_EPOCHS} unless --max-steps is given).")
 @click.option("--max-steps", type=int, help="Train for this many steps in all instead of --epochs.")
+@click.option("--max-minutes", type=float,
+              help="Stop, with a checkpoint, once training has run this long (the same command goes on from there).")
 @click.option("--device", type=DEVICES, default=TrainOptions.device,
               help="auto: the GPU if CUDA has one, else the CPU.")
+@click.option("--compile/--no-compile", default=TrainOptions.compile,
+              help=f"Run the training step through torch.compile (mode {COMPILE_MODE}); its first steps compile it. "
+                   "[default: on a GPU yes, on a CPU no]")
 @click.option("--model", type=click.Choice(["storygan", "imagegan"]), default=TrainOptions.model,
               help="imagegan: the paper's baseline without story encoder, context encoder and story discriminator.")
 @click.option("--image-size", type=int,
@@ -95,8 +100,8 @@ def _preset_defaults(option: str) -> str:
 def train(train_shard: Path, out: Path | None, val: Path | None, evaluator: Path | None, gpus: int, **options):
     """Train StoryGAN on TRAIN_SHARD (a shard of format v1: CLEVR-SV, Pororo-SV, ...).
 
-    Runs on the GPU when there is one (bf16 autocast), else on the CPU. Ctrl-C saves a checkpoint and stops;
-    running the same command again (with --out RUN) resumes exactly where it stopped.
+    Runs on the GPU when there is one (bf16 autocast, compiled step), else on the CPU (eager). Ctrl-C saves a
+    checkpoint and stops; running the same command again (with --out RUN) resumes exactly where it stopped.
     """
     from sv_data.outputs import check_outputs
 

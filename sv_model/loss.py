@@ -83,25 +83,37 @@ class StepInputs:
         )
 
 
+@dataclass
+class PhaseNoise:
+    """The generator's noise for one phase: for the stories of the single frames, and for the story stream (None
+    without a story discriminator)."""
+
+    frames: StoryNoise
+    stories: StoryNoise | None
+
+
 class StoryGANLoss:
-    """The two phases of a step, each returning (the total loss to minimise, statistics as 0-d tensors)."""
+    """The two phases of a step, each returning (the total loss to minimise, statistics as 0-d tensors). The
+    phases take their noise from :meth:`draw_noise` and draw none themselves, so that a compiled phase (see
+    :class:`sv_model.trainer.Trainer`) computes the same function of the same random numbers as the eager one."""
 
     def __init__(self, nets: Networks, device: torch.device, weights: Hyperparameters):
         self.nets, self.device = nets, device
         self.kl_weight = weights.kl_weight
         self.d_label_weight, self.g_label_weight = weights.d_label_weight, weights.g_label_weight
 
-    def _noise(self, batch: int) -> StoryNoise:
-        return StoryNoise.draw(batch, self.nets.generator.config, self.device)
+    def draw_noise(self, x: StepInputs) -> PhaseNoise:
+        config = self.nets.generator.config
+        frames = StoryNoise.draw(len(x.frame_index), config, self.device)
+        stories = StoryNoise.draw(len(x.story_conditions), config, self.device) if self.nets.story_d else None
+        return PhaseNoise(frames, stories)
 
-    def discriminator_phase(self, x: StepInputs) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def discriminator_phase(self, x: StepInputs, noise: PhaseNoise) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Both discriminators on real, generated and mismatched inputs, plus the image discriminator's labels."""
         g, image_d, story_d = self.nets.generator, self.nets.image_d, self.nets.story_d
         with torch.no_grad(), autocast(self.device):
-            fake_frames, story_code, _ = g.frames(
-                x.frame_story_conditions, self._noise(len(x.frame_index)), x.frame_index
-            )
-            fake_stories = g(x.story_conditions, self._noise(len(x.story_conditions)))[0] if story_d else None
+            fake_frames, story_code, _ = g.frames(x.frame_story_conditions, noise.frames, x.frame_index)
+            fake_stories = g(x.story_conditions, noise.stories)[0] if story_d else None
         with autocast(self.device):
             real, real_labels = image_d(x.frame_images, x.frame_conditions, story_code)
             fake, _ = image_d(fake_frames, x.frame_conditions, story_code)
@@ -130,13 +142,11 @@ class StoryGANLoss:
                 })
         return total, stats
 
-    def generator_phase(self, x: StepInputs) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def generator_phase(self, x: StepInputs, noise: PhaseNoise) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Fool both discriminators, with the label and KL terms, on freshly generated frames and stories."""
         g, image_d, story_d = self.nets.generator, self.nets.image_d, self.nets.story_d
         with autocast(self.device):
-            fake_frames, mu_f, logvar_f = g.frames(
-                x.frame_story_conditions, self._noise(len(x.frame_index)), x.frame_index
-            )
+            fake_frames, mu_f, logvar_f = g.frames(x.frame_story_conditions, noise.frames, x.frame_index)
             story_code = None if mu_f is None else mu_f.detach()
             logits, label_logits = image_d(fake_frames, x.frame_conditions, story_code)
             adversarial = generator_adversarial_loss(logits)
@@ -144,7 +154,7 @@ class StoryGANLoss:
             kl = kl_divergence(mu_f, logvar_f)
             stats = {"loss/g_image": adversarial}
             if story_d is not None:
-                fake_stories, mu_s, logvar_s = g(x.story_conditions, self._noise(len(x.story_conditions)))
+                fake_stories, mu_s, logvar_s = g(x.story_conditions, noise.stories)
                 story_adversarial = generator_adversarial_loss(story_d(fake_stories, x.story_conditions))
                 adversarial = adversarial + story_adversarial
                 kl = 0.5 * (kl + kl_divergence(mu_s, logvar_s))

@@ -9,6 +9,9 @@ from sv_data.errors import SvkitError
 
 DEFAULT_EPOCHS = 120
 DEFAULT_IMAGE_SIZE = 64
+# torch.compile's mode for the training step's phases: CUDA graphs replay each phase's kernels in one launch
+# (docs/training.md, "Speed"). On a CPU it is the same as the default mode.
+COMPILE_MODE = "reduce-overhead"
 
 
 @dataclass(frozen=True)
@@ -58,7 +61,9 @@ class TrainOptions:
     evaluator: str | None = None  # a folder of sv-model train-evaluator: its F1 on --val picks best.pt
     epochs: int | None = None  # DEFAULT_EPOCHS when max_steps is not given either
     max_steps: int | None = None
+    max_minutes: float | None = None  # stop, with a checkpoint, once the loop has run this long
     device: str = "auto"
+    compile: bool | None = None  # None: as compiles() says for the device
     model: str = "storygan"
     image_size: int | None = None  # None: DEFAULT_IMAGE_SIZE, and the shard must hold frames of that size
     preset: str = DEFAULT_PRESET
@@ -91,6 +96,12 @@ class TrainOptions:
         for name in PRESET_OPTIONS:
             if getattr(self, name) is None:
                 setattr(self, name, getattr(PRESETS[self.preset], name))
+
+    def compiles(self, device_type: str) -> bool:
+        """Whether the step is compiled on a device of this type: as ``--compile/--no-compile`` says, else on a GPU,
+        where the compiled step pays for its warm-up within a few hundred steps, and not on a CPU, where the
+        warm-up outlasts the short runs that a CPU trains (docs/training.md, "Speed")."""
+        return device_type == "cuda" if self.compile is None else self.compile
 
     def hyperparameters(self) -> Hyperparameters:
         return Hyperparameters(**{f.name: getattr(self, f.name) for f in fields(Hyperparameters)})
@@ -129,8 +140,10 @@ class TrainOptions:
             value = getattr(self, name)
             if value is not None and value < minimum:
                 raise SvkitError(f"{_option(name)} {value}: must be at least {minimum}")
-        if not (math.isfinite(self.lr) and self.lr > 0):
-            raise SvkitError(f"--lr {self.lr}: must be a number > 0")
+        for name in ("lr", "max_minutes"):
+            value = getattr(self, name)
+            if value is not None and not (math.isfinite(value) and value > 0):
+                raise SvkitError(f"{_option(name)} {value}: must be a number > 0")
         for name in ("kl_weight", "d_label_weight", "g_label_weight"):
             value = getattr(self, name)
             if not (math.isfinite(value) and value >= 0):
@@ -149,6 +162,6 @@ RECIPE_OPTIONS = (*PRESET_OPTIONS, "noise_dim", "story_dim", *(f.name for f in f
 
 # Options that may differ when a run is resumed: how long, where, how often to log and save; not what is trained.
 RESUMABLE_CHANGES = frozenset({
-    "train", "val", "out", "epochs", "max_steps", "device", "workers", "checkpoint_every", "sample_every",
-    "log_every", "keep", "val_stories", "sample_stories", "progress",
+    "train", "val", "out", "epochs", "max_steps", "max_minutes", "device", "compile", "workers", "checkpoint_every",
+    "sample_every", "log_every", "keep", "val_stories", "sample_stories", "progress",
 })

@@ -46,7 +46,7 @@ from sv_model.evaluation.floor import NO_FLOOR, derangement
 from sv_model.evaluation.image_metrics import SSIM_IMPLEMENTATION, ssim_per_frame
 from sv_model.generate import draw_stories, save_story_sheet
 from sv_model.networks import ModelConfig
-from sv_model.options import DEFAULT_EPOCHS, DEFAULT_IMAGE_SIZE, TrainOptions
+from sv_model.options import COMPILE_MODE, DEFAULT_EPOCHS, DEFAULT_IMAGE_SIZE, TrainOptions
 from sv_model.run_folder import RunFolder
 from sv_model.trainer import Trainer
 
@@ -252,7 +252,9 @@ def _train(options: TrainOptions, context: distributed.Context, log) -> TrainRes
     run.check_config(config)
 
     _seed_everything(options.seed)
-    trainer = Trainer(model_config, options.hyperparameters(), batches.steps_per_epoch, device)
+    compiled = options.compiles(device.type)
+    trainer = Trainer(model_config, options.hyperparameters(), batches.steps_per_epoch, device,
+                      COMPILE_MODE if compiled else None)
     if ranks > 1:
         _seed_everything(_rank_seed(options.seed, context.rank))  # same weights (broadcast), other noise per rank
     start, best_metric = 0, None
@@ -267,7 +269,8 @@ def _train(options: TrainOptions, context: distributed.Context, log) -> TrainRes
     else:
         log(f"run folder: {run.dir} (new; resume it with --out {run.dir})")
     log(f"training {model_config.model} on {info.path} ({info.num_stories} stories of {info.frames_per_story} frames, "
-        f"{batches.steps_per_epoch} steps per epoch) on {device}")
+        f"{batches.steps_per_epoch} steps per epoch) on {device}, "
+        + (f"compiled (torch.compile, mode {COMPILE_MODE}: the first steps compile it)" if compiled else "eager"))
     if ranks > 1:
         log(f"{ranks} processes of {batches.story} stories and {batches.image} frames: effective batches of "
             f"{batches.story * ranks} stories and {batches.image * ranks} frames")
@@ -421,10 +424,12 @@ class _Loop:
         step, sums, count, last_stats = start, {}, 0, {}
         window_start, data_time = time.perf_counter(), 0.0
         phase_times: dict[str, float] = {}  # of the window's last step, timed exactly (see below)
-        interrupted = False
+        deadline = None if options.max_minutes is None else time.monotonic() + 60 * options.max_minutes
+        stopped_early = interrupted = False
         try:
             with _StopRequest() as stop:
-                while step < total and not distributed.any_rank(stop.requested, self.device):
+                while step < total and not distributed.any_rank(
+                        stop.requested or (deadline is not None and time.monotonic() >= deadline), self.device):
                     fetch = time.perf_counter()
                     try:
                         stories = to_device(next(story_iter), self.device, trainer.config.image_size)
@@ -456,23 +461,27 @@ class _Loop:
                     if step % options.checkpoint_every == 0 or step == total:
                         self._save(step, writer)
                     progress.update(1)
-                interrupted = step < total
-            if interrupted and count:
+                stopped_early = step < total
+                # Not the clock, so Ctrl-C: on this process or on another rank, which all ranks stop for alike.
+                interrupted = stopped_early and not (deadline is not None and time.monotonic() >= deadline)
+            if stopped_early and count:
                 self._log(writer, progress, step, sums, count, time.perf_counter() - window_start, data_time,
                           phase_times)
-            if interrupted and step > start and step % options.checkpoint_every:
+            if stopped_early and step > start and step % options.checkpoint_every:
                 self._save(step, writer)  # between two steps, so the checkpoint holds whole steps only
         finally:
             progress.close()
             if writer is not None:
                 writer.close()
             del story_iter, frame_iter
-        if step % options.sample_every and step == total:
+        if step % options.sample_every and not interrupted:
             self._write_samples(step)
         if interrupted:
             self.setup.log(f"\nstopped at step {step}; checkpoint {self.last_checkpoint}; run the same command to resume")
             raise KeyboardInterrupt
-        self.setup.log(f"finished {step} steps; checkpoint {self.last_checkpoint}"
+        ended = (f"stopped at step {step} of {total}: --max-minutes {options.max_minutes:g} have passed (the same "
+                 "command trains on)" if stopped_early else f"finished {step} steps")
+        self.setup.log(f"{ended}; checkpoint {self.last_checkpoint}"
                        + (f"; best validation {self._metric_name} {self.best_metric:.4f}"
                           if self.best_metric is not None else ""))
         return TrainResult(self.run_folder.dir, step, total, self.last_checkpoint, self.best_metric, stats=last_stats)

@@ -62,7 +62,7 @@ def phase_stats(weights: Hyperparameters, phase: str) -> dict[str, float]:
     cfg = config()
     trainer = Trainer(cfg, weights, steps_per_epoch=10, device=torch.device("cpu"))
     x = StepInputs.from_batches(*random_batches(cfg), cfg)
-    _, stats = getattr(trainer.loss, phase)(x)
+    _, stats = getattr(trainer.loss, phase)(x, trainer.loss.draw_noise(x))
     return {name: float(value.detach()) for name, value in stats.items()}
 
 

@@ -110,6 +110,7 @@ def test_the_first_line_says_which_recipe_trains(tmp_path):
                                "--image-batch 8: widths G 32 / D 32, noise 100, story state 6, batches 8 stories + "
                                "8 frames")
     assert lines[1] == f"run folder: {tmp_path / 'run'} (new; resume it with --out {tmp_path / 'run'})"
+    assert lines[2].startswith("training storygan on ") and lines[2].endswith(" on cpu, eager")  # --compile: GPUs
     options = json.loads((tmp_path / "run" / "config.json").read_text())["options"]
     assert (options["preset"], options["g_width"], options["story_batch"], options["image_batch"]) == (
         "small", 32, 8, 8)
@@ -164,6 +165,8 @@ def test_bad_inputs_end_with_one_line_and_status_2(trained, tmp_path):
     assert code == 2 and "--index picks a story of --data" in output
     code, output = run("train", shard, "--out", tmp_path / "e", *TINY, "--story-batch", 1)
     assert code == 2 and "--story-batch 1: must be at least 2" in output
+    code, output = run("train", shard, "--out", tmp_path / "e", *TINY, "--max-minutes", 0)
+    assert code == 2 and output == "error: --max-minutes 0.0: must be a number > 0\n"
     lonely = squares_shard(tmp_path / "lonely.h5", stories=1, size=16)
     code, output = run("train", lonely, "--out", tmp_path / "f", "--max-steps", 1, *TINY)
     assert code == 2 and "1 stories are too few" in output and len(output.strip().splitlines()) == 1

@@ -92,6 +92,21 @@ def test_resuming_with_other_training_options_is_refused(tmp_path, shards):
         train(TrainOptions(**options), log=lambda m: None)
 
 
+def test_max_minutes_stops_with_a_checkpoint_and_the_same_command_trains_on(tmp_path, shards):
+    train_shard, _ = shards
+    logs = []
+    options = TrainOptions(train=str(train_shard), out=str(tmp_path / "run"), max_steps=100_000, max_minutes=0.02,
+                           workers=0, checkpoint_every=100_000, sample_every=100_000, **SMALL)
+    result = train(options, log=logs.append)
+    assert 0 < result.step < result.total_steps == 100_000
+    assert result.checkpoint == checkpoint.CheckpointFolder(tmp_path / "run" / "checkpoints").path_for(result.step)
+    assert (tmp_path / "run" / "samples" / f"step_{result.step:06d}.png").is_file()
+    assert logs[-1].startswith(f"stopped at step {result.step} of 100000: --max-minutes 0.02 have passed")
+    again = train(options, log=lambda m: None)
+    assert result.step < again.step < again.total_steps
+    assert sorted(losses_by_step(tmp_path / "run")) == list(range(1, again.step + 1))
+
+
 def test_a_broken_checkpoint_is_reported_with_its_name(tmp_path):
     path = tmp_path / "step_000001.pt"
     path.write_bytes(b"not a checkpoint")

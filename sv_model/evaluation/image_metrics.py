@@ -7,7 +7,6 @@ channels and pixels. Papers rarely name their SSIM code; this one is named so th
 from __future__ import annotations
 
 import torch
-from pytorch_msssim import ssim as _msssim_ssim
 
 SSIM_IMPLEMENTATION = "pytorch-msssim 1.0.0, gaussian window 11, sigma 1.5, per channel, data range 255"
 
@@ -21,6 +20,10 @@ def ssim_per_frame(generated: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
     """SSIM of each frame pair, for images (..., 3, H, W) in 0..255 (uint8 or float); returns shape (...)."""
     if generated.shape != real.shape:
         raise ValueError(f"shapes differ: {tuple(generated.shape)} vs {tuple(real.shape)}")
+    # Imported here: training and evaluation that compute no SSIM run where pytorch-msssim is not installed (the
+    # reproduction run on a lent GPU machine, benchmarks/reproduce_clevr.py).
+    from pytorch_msssim import ssim as _msssim_ssim
+
     values = _msssim_ssim(_as_float(generated), _as_float(real), data_range=255, size_average=False, win_size=11, win_sigma=1.5)
     return values.reshape(generated.shape[:-3])
 
