@@ -41,8 +41,8 @@ def confusions(seen: list[Counter], wanted: list[Counter], attribute: int, names
     """In frames with exactly one value of ``attribute`` read wrong: "true read as seen", counted."""
     found = Counter()
     for read, true in zip(seen, wanted):
-        missing = values_of(true, attribute) - values_of(read, attribute)
-        extra = values_of(read, attribute) - values_of(true, attribute)
+        read_values, true_values = values_of(read, attribute), values_of(true, attribute)
+        missing, extra = true_values - read_values, read_values - true_values
         if sum(missing.values()) == 1 and sum(extra.values()) == 1:
             found[f"{names[next(iter(missing))]} read as {names[next(iter(extra))]}"] += 1
     return dict(found.most_common())
