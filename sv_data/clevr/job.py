@@ -116,12 +116,13 @@ class ClevrJob:
     # of benchmarks/render.py, which so measures what the shortcut costs in fidelity.
     whole_frames: bool = False
     clevr_assets: str | None = None  # clevr-dataset-gen's data folder: render its shapes and materials
+    clevr_assets_digest: str | None = None  # assets_digest of that folder, hashed once per build
     _renderer: object = field(default=None, init=False, repr=False, compare=False)
 
     def config(self) -> dict:
         return {"dataset": DATASET, "renderer": RENDERER_VERSION, "seed": self.seed, "image_size": self.image_size,
                 "samples": self.samples, "denoise": self.denoise, "device": self.device, "whole_frames": self.whole_frames,
-                "clevr_assets": None if self.clevr_assets is None else assets_digest(Path(self.clevr_assets))}
+                "clevr_assets": self.clevr_assets_digest}
 
     def spec(self, split: str) -> ShardSpec:
         return ShardSpec(
@@ -256,12 +257,14 @@ def build_clevr(out_dir: os.PathLike | str, split_sizes: Mapping[str, int], *, s
         enable_gpu()  # fail here, with one line, rather than in every worker
     # A Ray actor holds one CPU of its node, so it renders with one thread; local workers share this machine.
     threads = 1 if ray_address is not None else max(1, default_workers() // workers)
+    digest = None
     if clevr_assets is not None:
         from sv_data.clevr.render import find_clevr_assets
 
         clevr_assets = str(find_clevr_assets(Path(clevr_assets)).resolve())
+        digest = assets_digest(Path(clevr_assets))
     job = ClevrJob(seed=seed, image_size=image_size, samples=samples, denoise=denoise, device=device, threads=threads,
-                   whole_frames=whole_frames, clevr_assets=clevr_assets)
+                   whole_frames=whole_frames, clevr_assets=clevr_assets, clevr_assets_digest=digest)
     try:
         return build(job, out_dir, split_sizes, workers=workers, chunk_size=chunk_size, progress=progress,
                      desc="CLEVR-SV stories", ray_address=ray_address, shard=shard)
