@@ -121,8 +121,8 @@ class ClevrJob:
 
     def config(self) -> dict:
         return {"dataset": DATASET, "renderer": RENDERER_VERSION, "seed": self.seed, "image_size": self.image_size,
-                "samples": self.samples, "denoise": self.denoise, "device": self.device, "whole_frames": self.whole_frames,
-                "clevr_assets": self.clevr_assets_digest}
+                "samples": self.samples, "denoise": self.denoise, "device": self.device,
+                "whole_frames": self.whole_frames, "clevr_assets": self.clevr_assets_digest}
 
     def spec(self, split: str) -> ShardSpec:
         return ShardSpec(
