@@ -72,3 +72,14 @@ def write_text(path: os.PathLike | str, text: str) -> Path:
 def write_json(path: os.PathLike | str, value, **dump_args) -> Path:
     """JSON, indented, one trailing newline; ``dump_args`` go to :func:`json.dumps` (``sort_keys``, ...)."""
     return write_text(path, json.dumps(value, indent=2, **dump_args) + "\n")
+
+
+def file_sha256(path: os.PathLike | str) -> str:
+    """'sha256:<hex>' of a file's bytes, read in 1 MiB pieces."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for piece in iter(lambda: f.read(1 << 20), b""):
+            digest.update(piece)
+    return "sha256:" + digest.hexdigest()

@@ -89,3 +89,36 @@ def frame_targets(mask: np.ndarray, attributes: np.ndarray, sigma: float = 1.0) 
         heat[y, x] = 1.0
         labels[:, y, x] = attributes[k]
     return heat, labels.astype(np.int8)
+
+
+def attribute_values(objects: ObjectSet, attribute: int) -> Counter:
+    """A frame's objects reduced to one attribute (an index into ATTRIBUTES): value -> how many objects have it."""
+    values: Counter = Counter()
+    for key, count in objects.items():
+        values[key[attribute]] += count
+    return values
+
+
+def attribute_errors(seen: list[ObjectSet], wanted: list[ObjectSet]) -> dict[str, float]:
+    """Per attribute, over frames: the share of wanted objects whose value of that attribute has no counterpart
+    among the objects seen in their frame (the frame's objects reduced to that attribute, e.g. the shapes
+    {cube, cylinder, cylinder}, compared as multisets)."""
+    total = sum(sum(frame.values()) for frame in wanted)
+    return {
+        name: sum(sum((attribute_values(w, a) - attribute_values(s, a)).values()) for s, w in zip(seen, wanted))
+        / max(total, 1)
+        for a, (name, _) in enumerate(ATTRIBUTES)
+    }
+
+
+def confusions(seen: list[ObjectSet], wanted: list[ObjectSet]) -> dict[str, dict[str, int]]:
+    """Per attribute, in the frames where exactly one value of it was read wrong: "true read as seen", counted,
+    most frequent first."""
+    found: dict[str, Counter] = {name: Counter() for name, _ in ATTRIBUTES}
+    for s, w in zip(seen, wanted):
+        for a, (name, names) in enumerate(ATTRIBUTES):
+            seen_values, wanted_values = attribute_values(s, a), attribute_values(w, a)
+            missing, extra = wanted_values - seen_values, seen_values - wanted_values
+            if sum(missing.values()) == 1 and sum(extra.values()) == 1:
+                found[name][f"{names[next(iter(missing))]} read as {names[next(iter(extra))]}"] += 1
+    return {name: dict(counts.most_common()) for name, counts in found.items()}

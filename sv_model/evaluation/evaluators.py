@@ -121,13 +121,39 @@ class AttributeEvaluator(Evaluator):
     def new_tally(self) -> ObjectSetTally:
         return ObjectSetTally()
 
-    def tally(self, frames, conditions, labels) -> ObjectSetTally:
+    def stories(self, frames: np.ndarray, conditions: np.ndarray) -> list[tuple[list[ObjectSet], list[ObjectSet]]]:
+        """Per story of uint8 frames (n, T, H, W, 3) and their conditions (n, T, D): per frame, the objects it sees
+        and the objects the story asks for."""
         n, t = frames.shape[:2]
         seen = self.objects(frames.reshape(n * t, *frames.shape[2:]))
+        wanted = clevr_objects.objects_from_conditions(conditions)
+        return [(seen[i * t : (i + 1) * t], wanted[i]) for i in range(n)]
+
+    def tally(self, frames, conditions, labels) -> ObjectSetTally:
         tally = ObjectSetTally()
-        for i, wanted in enumerate(clevr_objects.objects_from_conditions(conditions)):
-            tally.add_story(seen[i * t : (i + 1) * t], wanted)
+        for seen, wanted in self.stories(frames, conditions):
+            tally.add_story(seen, wanted)
         return tally
+
+    def read_shard(self, path: os.PathLike | str, max_stories: int | None = None) -> dict:
+        """How well it reads the real frames of a CLEVR-SV shard: the evaluation's scores, and per attribute the
+        share of objects whose value it reads wrong and what it reads it as (:func:`.clevr_objects.confusions`)."""
+        tally, seen, wanted = ObjectSetTally(), [], []
+        with ShardReader(path) as reader:
+            for start, stop in iter_blocks(min(len(reader), max_stories or len(reader)), 128):
+                rows = np.arange(start, stop)
+                for story_seen, story_wanted in self.stories(reader.read("images", rows), reader.read("conditions", rows)):
+                    tally.add_story(story_seen, story_wanted)
+                    seen += story_seen
+                    wanted += story_wanted
+        return {
+            "path": str(path),
+            "frames": tally.frames,
+            "objects": tally.actual_objects,
+            **tally.scores(),
+            "attribute_error": clevr_objects.attribute_errors(seen, wanted),
+            "confusions": clevr_objects.confusions(seen, wanted),
+        }
 
 
 class CharacterEvaluator(Evaluator):
@@ -368,5 +394,6 @@ def load_evaluator(folder: os.PathLike | str, device: str = "auto") -> Evaluator
     # Folders from before shards said what their conditions are: as sv_data reads such old shards.
     info.setdefault("condition_kind", legacy_condition_kind(info["dataset"]))
     network = _network(payload["kind"], payload["config"], pretrained=False)
-    network.load_state_dict(payload["state_dict"])
-    return _evaluator_class(payload["kind"])(network, {**info, "folder": str(folder)}, resolve_device(device))
+    network.load_state_dict(payload["state_dict"])  # float16 weights (svkit's packaged evaluators) become float32
+    info = {**info, "folder": str(folder), "sha256": files.file_sha256(weights_path)}
+    return _evaluator_class(payload["kind"])(network, info, resolve_device(device))
