@@ -62,6 +62,8 @@ def build_report(generator, info, evaluator, metrics, results, samples, seed, bl
         "evaluator": None
         if evaluator is None
         else {
+            "name": evaluator.info.get("name"),  # a packaged evaluator's versioned name; None for a folder's
+            "sha256": evaluator.info["sha256"],  # of its evaluator.pt
             "folder": evaluator.info["folder"],
             "kind": evaluator.kind,
             "trained_on": evaluator.info["trained_on"],
@@ -98,8 +100,10 @@ def format_table(report: dict) -> str:
         ceiling = "∞" if name == "psnr" else number(entry["ceiling"])
         floor = over_draws(entry["floor"])
         lines.append(f"{name + ' ' + arrow:<24}{over_draws(entry):>32}{floor:>30}{ceiling:>30}")
-    if report["evaluator"] is not None:
-        lines.append(f"evaluator: {report['evaluator']['folder']} ({report['evaluator']['kind']}); {report['evaluator']['note']}")
+    scorer = report["evaluator"]
+    if scorer is not None:
+        which = f"svkit's packaged {scorer['name']}" if scorer["name"] else scorer["folder"]
+        lines.append(f"evaluator: {which} ({scorer['kind']}, {scorer['sha256']}); {scorer['note']}")
     return "\n".join(lines)
 
 
