@@ -11,7 +11,8 @@ curve and a sample sheet.
 - Scoring is ``sv-model evaluate``'s (sv_model.evaluation.evaluate, the attribute scores only) on each checkpoint:
   exact match and object F1 of the drawn test stories, with their floors (the same model fed other stories'
   conditions) and ceilings (the evaluator on the real test frames).
-- EVALUATOR is a folder of ``sv-model train-evaluator`` trained on CLEVR-SV.
+- The evaluator is svkit's packaged CLEVR-SV attribute evaluator unless ``--evaluator`` names another (a folder of
+  ``sv-model train-evaluator`` trained on CLEVR-SV, or a packaged name).
 
 It writes into OUT: ``run/`` (the run folder: every checkpoint is kept, a point of the curve each),
 ``reports/step_XXXXXX.json`` and ``.txt`` (the evaluation report of each checkpoint), ``reproduction.json`` (the
@@ -38,7 +39,8 @@ from sv_data.shards import read_info
 from sv_model.checkpoint import CheckpointFolder
 from sv_model.devices import resolve_device
 from sv_model.evaluation.evaluate import evaluate
-from sv_model.evaluation.evaluators import ATTRIBUTES, load_evaluator
+from sv_model.evaluation.evaluators import ATTRIBUTES
+from sv_model.evaluation.packaged import choose_evaluator
 from sv_model.evaluation.provenance import package_versions, utc_now
 from sv_model.evaluation.report import write_report
 from sv_model.generate import generate_from_shard, load_generator
@@ -55,8 +57,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--train", type=Path, required=True, help="CLEVR-SV training shard")
     parser.add_argument("--test", type=Path, required=True, help="CLEVR-SV test shard: the stories scored")
-    parser.add_argument("--evaluator", type=Path, required=True,
-                        help="evaluator folder of sv-model train-evaluator, trained on CLEVR-SV")
+    parser.add_argument("--evaluator",
+                        help="evaluator folder of sv-model train-evaluator, or a packaged name [default: svkit's "
+                             "packaged CLEVR-SV attribute evaluator]")
     parser.add_argument("--out", type=Path, required=True, help="folder to write (an existing one trains on)")
     parser.add_argument("--minutes", type=float, default=6.0,
                         help="wall clock of training (compiling included); scoring comes after it")
@@ -153,10 +156,9 @@ def reproduce(args: argparse.Namespace, command: list[str]) -> dict:
             raise SvkitError(f"{flag} {value}: must be at least 1")
     device = resolve_device(args.device)
     test = read_info(args.test)
-    evaluator = load_evaluator(args.evaluator, device=str(device))
-    if evaluator.kind != ATTRIBUTES:
-        raise SvkitError(f"{args.evaluator}: a {evaluator.kind} evaluator; the reproduction scores CLEVR-SV objects")
-    evaluator.check_compatible(test)
+    evaluator = choose_evaluator(args.evaluator, test, device=str(device))
+    if evaluator is None or evaluator.kind != ATTRIBUTES:
+        raise SvkitError(f"{args.test}: the reproduction scores CLEVR-SV objects, with an attribute evaluator")
     if min(test.num_stories, args.test_stories or test.num_stories) < 2:
         raise SvkitError(f"{args.test}: the floors need at least 2 test stories (each is drawn with another's "
                          "conditions)")
@@ -197,7 +199,8 @@ def reproduce(args: argparse.Namespace, command: list[str]) -> dict:
         "compiled": options.compiles(device.type),
         "train": {"path": str(args.train), "stories": config["shard_kind"]["num_stories"]},
         "test": {"path": str(args.test), "stories_scored": report["data"]["stories"]},
-        "evaluator": str(args.evaluator),
+        "evaluator": {"name": evaluator.info.get("name"), "folder": evaluator.info["folder"],
+                      "sha256": evaluator.info["sha256"]},
         "training": {
             "budget_minutes": args.minutes,
             "seconds": training_seconds,

@@ -84,3 +84,13 @@ def command_group(commands: dict[str, str], summary: str) -> click.Group:
         pass
 
     return main
+
+
+def evaluator_option(what_for: str):
+    """``--evaluator``, as ``sv-model evaluate`` and ``sv-model train`` share it (sv_model.evaluation.packaged
+    resolves the value)."""
+    return click.option(
+        "--evaluator", metavar="FOLDER|NAME|none",
+        help=f"{what_for} An evaluator folder of sv-model train-evaluator, the name of one of svkit's packaged "
+             "evaluators (docs/evaluation.md), or none. [default: svkit's packaged evaluator for the dataset where "
+             "it ships one (CLEVR-SV: its attribute evaluator), else none]")

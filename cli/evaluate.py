@@ -5,7 +5,7 @@ from pathlib import Path
 
 import click
 
-from cli.common import progress_option
+from cli.common import evaluator_option, progress_option
 
 DEVICES = click.Choice(["auto", "cpu", "cuda"])
 SHARD = click.Path(path_type=Path, dir_okay=False)
@@ -69,8 +69,7 @@ def _metric_list(ctx, param, values: tuple[str, ...]) -> list[str] | None:
 @click.option("--data", type=SHARD, required=True, help="Test shard: every story is drawn and scored.")
 @click.option("--out", "-o", type=click.Path(path_type=Path, dir_okay=False), required=True,
               help="Report to write (JSON); the same table as printed goes beside it with the suffix .txt.")
-@click.option("--evaluator", type=click.Path(path_type=Path, file_okay=False),
-              help="Evaluator folder from sv-model train-evaluator (needed for attributes, characters, evaluator-fd).")
+@evaluator_option("Reads the drawn frames for the attribute or character scores and evaluator-fd.")
 @click.option("--metrics", multiple=True, callback=_metric_list, metavar="NAME[,NAME...]",
               help="Metrics to compute, of ssim, psnr, attributes, characters, fid, evaluator-fd [default: all that "
                    "apply to the dataset and the options given].")
@@ -82,23 +81,24 @@ def _metric_list(ctx, param, values: tuple[str, ...]) -> list[str] | None:
 @click.option("--max-stories", type=int, help="Score only the first N test stories.")
 @click.option("--device", type=DEVICES, default="auto", help="auto: the GPU if CUDA has one, else the CPU.")
 @click.option("--progress/--no-progress", default=True, help="Show a progress bar.")
-def evaluate(checkpoint: Path, data: Path, out: Path, evaluator: Path | None, metrics, device: str, **options):
+def evaluate(checkpoint: Path, data: Path, out: Path, evaluator: str | None, metrics, device: str, **options):
     """Draw every story of the test shard with the model of CHECKPOINT and score the drawings, each score next to
     the same measure on the real test frames (its ceiling): SSIM and PSNR (CLEVR-SV), the attribute evaluator's
     object scores (CLEVR-SV) or character F1 and frame accuracy (Pororo-SV), FID and svkit's evaluator Fréchet
     distance. Definitions: docs/evaluation.md."""
     from sv_data.outputs import check_outputs
+    from sv_data.shards import read_info
     from sv_model.devices import resolve_device
     from sv_model.evaluation.evaluate import evaluate as run
-    from sv_model.evaluation.evaluators import load_evaluator
+    from sv_model.evaluation.packaged import choose_evaluator
     from sv_model.evaluation.report import format_table, table_path, write_report
     from sv_model.generate import load_generator
 
     check_outputs(files={"--out": out, "its .txt table": table_path(out)},
-                  inputs={"--checkpoint": checkpoint, "--data": data, "--evaluator": evaluator})
+                  inputs={"--checkpoint": checkpoint, "--data": data})
     target = resolve_device(device)
     generator = load_generator(checkpoint, device=str(target))
-    scorer = load_evaluator(evaluator, device=str(target)) if evaluator is not None else None
+    scorer = choose_evaluator(evaluator, read_info(data), device=str(target))
     report = run(generator, data, evaluator=scorer, metrics=metrics, device=target, **options)
     table = write_report(report, out)
     click.echo(format_table(report))

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from cli.common import CommandError
+from cli.common import CommandError, evaluator_option
 from cli.defaults import ENV_PREFIX
 from sv_model.options import COMPILE_MODE, DEFAULT_EPOCHS, DEFAULT_IMAGE_SIZE, PRESETS, TrainOptions
 
@@ -27,11 +27,10 @@ def _preset_defaults(option: str) -> str:
                    "An existing run folder is resumed from its newest checkpoint. [default: a new folder "
                    "runs/<date-time>-<random>]")
 @click.option("--val", type=SHARD,
-              help="Validation shard: mean SSIM of its stories picks checkpoints/best.pt. [default: val.h5 beside "
-                   "TRAIN_SHARD if there is one; never test.h5]")
-@click.option("--evaluator", type=click.Path(path_type=Path, file_okay=False),
-              help="Evaluator folder of sv-model train-evaluator: its F1 on the --val stories (object F1 on "
-                   "CLEVR-SV, character F1 otherwise) is logged and picks best.pt instead of SSIM.")
+              help="Validation shard: the evaluator's F1 on its stories (or, without an evaluator, their mean SSIM) "
+                   "picks checkpoints/best.pt. [default: val.h5 beside TRAIN_SHARD if there is one; never test.h5]")
+@evaluator_option("Scores the --val stories: its F1 (object F1 on CLEVR-SV, character F1 otherwise) is logged "
+                  "with its other scores and picks best.pt instead of SSIM.")
 @click.option("--epochs", type=int,
               help=f"Epochs of the story stream (default {DEFAULT_EPOCHS} unless --max-steps is given).")
 @click.option("--max-steps", type=int, help="Train for this many steps in all instead of --epochs.")
@@ -97,7 +96,7 @@ def _preset_defaults(option: str) -> str:
               help="Train data-parallel on N GPUs of this machine: runs `python -m torch.distributed.run "
                    "--standalone --nproc-per-node N -m cli.model train` with the other options. Batch sizes are "
                    "per GPU. With --device cpu: N CPU processes (gloo).")
-def train(train_shard: Path, out: Path | None, val: Path | None, evaluator: Path | None, gpus: int, **options):
+def train(train_shard: Path, out: Path | None, val: Path | None, evaluator: str | None, gpus: int, **options):
     """Train StoryGAN on TRAIN_SHARD (a shard of format v1: CLEVR-SV, Pororo-SV, ...).
 
     Runs on the GPU when there is one (bf16 autocast, compiled step), else on the CPU (eager). Ctrl-C saves a
@@ -105,7 +104,7 @@ def train(train_shard: Path, out: Path | None, val: Path | None, evaluator: Path
     """
     from sv_data.outputs import check_outputs
 
-    check_outputs(folders={"--out": out}, inputs={"TRAIN_SHARD": train_shard, "--val": val, "--evaluator": evaluator})
+    check_outputs(folders={"--out": out}, inputs={"TRAIN_SHARD": train_shard, "--val": val})
     val = _default_val(train_shard, val)
     paths = {"val": val, "evaluator": evaluator}
     settings = TrainOptions(train=str(train_shard), out=str(out),

@@ -58,7 +58,7 @@ class TrainOptions:
     train: str
     out: str
     val: str | None = None
-    evaluator: str | None = None  # a folder of sv-model train-evaluator: its F1 on --val picks best.pt
+    evaluator: str | None = None  # scores --val (its F1 picks best.pt): a folder, a packaged name, none; None: packaged
     epochs: int | None = None  # DEFAULT_EPOCHS when max_steps is not given either
     max_steps: int | None = None
     max_minutes: float | None = None  # stop, with a checkpoint, once the loop has run this long
@@ -128,7 +128,7 @@ class TrainOptions:
             raise SvkitError(f"--model {self.model}: must be one of {', '.join(MODELS)}")
         if self.epochs is not None and self.max_steps is not None:
             raise SvkitError("give --epochs or --max-steps, not both")
-        if self.evaluator is not None and self.val is None:
+        if self.evaluator not in (None, "none") and self.val is None:
             raise SvkitError("--evaluator scores the validation stories: give --val too")
         at_least = {
             # The wrong-condition term pairs each sample with another one's condition: batches hold two or more.

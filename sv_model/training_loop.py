@@ -41,7 +41,8 @@ from sv_model.data import (
     to_device,
     uses_pool_frames,
 )
-from sv_model.evaluation.evaluators import F1_SCORE, Evaluator, load_evaluator
+from sv_model.evaluation.evaluators import F1_SCORE, Evaluator
+from sv_model.evaluation.packaged import NO_EVALUATOR, SHA256, choose_evaluator, packaged_for
 from sv_model.evaluation.floor import NO_FLOOR, derangement
 from sv_model.evaluation.image_metrics import SSIM_IMPLEMENTATION, ssim_per_frame
 from sv_model.generate import draw_stories, save_story_sheet
@@ -130,9 +131,12 @@ def _validation_metric(options: TrainOptions, val_info: ShardInfo | None) -> str
     """What picks best.pt, in words (config.json)."""
     if val_info is None:
         return None
-    if options.evaluator is not None:
-        return f"F1 of the evaluator in {options.evaluator} (object F1 on CLEVR-SV, character F1 otherwise)"
-    return f"mean SSIM over frames ({SSIM_IMPLEMENTATION})"
+    choice = options.evaluator if options.evaluator is not None else packaged_for(val_info)
+    if choice is None or choice == NO_EVALUATOR:
+        return f"mean SSIM over frames ({SSIM_IMPLEMENTATION})"
+    packaged = choice in SHA256 and not Path(choice).exists()  # as choose_evaluator reads it
+    which = f"svkit's packaged evaluator {choice} ({SHA256[choice]})" if packaged else f"the evaluator in {choice}"
+    return f"F1 of {which} (object F1 on CLEVR-SV, character F1 otherwise)"
 
 
 def model_config_for(options: TrainOptions, info: ShardInfo) -> ModelConfig:
@@ -228,9 +232,8 @@ def _open_shards(options: TrainOptions, context: distributed.Context) -> tuple[S
     if options.val is not None:
         val_info = open_training_shard(options.val, options.image_size, role="validation")
         check_same_kind(val_info, shard_story_kind(info), f"the training shard {info.path}")
-    if options.evaluator is not None and context.is_main:
-        evaluator = load_evaluator(options.evaluator, device=str(context.device))
-        evaluator.check_compatible(val_info)
+    if val_info is not None and context.is_main:
+        evaluator = choose_evaluator(options.evaluator, val_info, device=str(context.device))
     return info, val_info, evaluator
 
 

@@ -169,5 +169,5 @@ def test_training_with_an_evaluator_logs_its_f1_and_keeps_the_best_by_it(glyph_e
     assert no_val.exit_code == 2 and "--evaluator scores the validation stories: give --val too" in no_val.output
     swap = {str(evaluator): str(tmp_path / "none"), str(run): str(tmp_path / "bad-run")}
     missing = CliRunner().invoke(main, [swap.get(a, a) for a in args])
-    assert missing.exit_code == 2 and "no such evaluator folder" in missing.output
+    assert missing.exit_code == 2 and "neither an evaluator folder" in missing.output
     assert not (tmp_path / "bad-run").exists()  # nothing written, so the corrected command starts afresh
