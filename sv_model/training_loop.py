@@ -42,7 +42,7 @@ from sv_model.data import (
     uses_pool_frames,
 )
 from sv_model.evaluation.evaluators import F1_SCORE, Evaluator
-from sv_model.evaluation.packaged import NO_EVALUATOR, SHA256, choose_evaluator, packaged_for
+from sv_model.evaluation.packaged import NO_EVALUATOR, SHA256, choose_evaluator, names_packaged, packaged_for
 from sv_model.evaluation.floor import NO_FLOOR, derangement
 from sv_model.evaluation.image_metrics import SSIM_IMPLEMENTATION, ssim_per_frame
 from sv_model.generate import draw_stories, save_story_sheet
@@ -134,7 +134,7 @@ def _validation_metric(options: TrainOptions, val_info: ShardInfo | None) -> str
     choice = options.evaluator if options.evaluator is not None else packaged_for(val_info)
     if choice is None or choice == NO_EVALUATOR:
         return f"mean SSIM over frames ({SSIM_IMPLEMENTATION})"
-    packaged = choice in SHA256 and not Path(choice).exists()  # as choose_evaluator reads it
+    packaged = names_packaged(choice)
     which = f"svkit's packaged evaluator {choice} ({SHA256[choice]})" if packaged else f"the evaluator in {choice}"
     return f"F1 of {which} (object F1 on CLEVR-SV, character F1 otherwise)"
 

@@ -37,12 +37,17 @@ def load_packaged(name: str, device: str = "auto") -> Evaluator:
     weights = WEIGHTS_ROOT / name / WEIGHTS_FILE
     if not weights.is_file():
         raise EvaluatorError(f"{weights}: missing from this svkit installation; reinstall svkit")
-    digest = files.file_sha256(weights)
-    if digest != SHA256[name]:
-        raise EvaluatorError(f"{weights}: SHA-256 {digest} is not the packaged {SHA256[name]}; reinstall svkit")
-    evaluator = load_evaluator(weights.parent, device)
+    evaluator = load_evaluator(weights.parent, device)  # it hashes evaluator.pt (weights_only: safe to load first)
+    if evaluator.info["sha256"] != SHA256[name]:
+        raise EvaluatorError(f"{weights}: SHA-256 {evaluator.info['sha256']} is not the packaged {SHA256[name]}; "
+                             "reinstall svkit")
     evaluator.info["name"] = name
     return evaluator
+
+
+def names_packaged(choice: os.PathLike | str) -> bool:
+    """Whether ``--evaluator CHOICE`` names a packaged evaluator: an existing folder of that name wins."""
+    return str(choice) in SHA256 and not Path(choice).exists()
 
 
 def choose_evaluator(choice: os.PathLike | str | None, shard: ShardInfo, device: str = "auto") -> Evaluator | None:
@@ -54,10 +59,10 @@ def choose_evaluator(choice: os.PathLike | str | None, shard: ShardInfo, device:
         evaluator = load_packaged(name, device) if name else None
     elif str(choice) == NO_EVALUATOR:
         evaluator = None
+    elif names_packaged(choice):
+        evaluator = load_packaged(str(choice), device)
     elif Path(choice).exists():
         evaluator = load_evaluator(choice, device)
-    elif str(choice) in SHA256:
-        evaluator = load_packaged(str(choice), device)
     else:
         raise EvaluatorError(f"{choice}: neither an evaluator folder (train one with sv-model train-evaluator) nor "
                              f"the name of a packaged evaluator ({', '.join(SHA256)})")

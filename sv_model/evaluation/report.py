@@ -62,7 +62,7 @@ def build_report(generator, info, evaluator, metrics, results, samples, seed, bl
         "evaluator": None
         if evaluator is None
         else {
-            "name": evaluator.info.get("name"),  # a packaged evaluator's versioned name; None for a folder's
+            "name": evaluator.info.get("name"),  # a packaged evaluator's versioned name (kept by copies of its folder)
             "sha256": evaluator.info["sha256"],  # of its evaluator.pt
             "folder": evaluator.info["folder"],
             "kind": evaluator.kind,
