@@ -4,7 +4,10 @@ Each setting stores one image array of a shard (``images``, or ``--column extra/
 temporary file with h5py, then reads it back one story at a time in random order, as a shuffled training batch
 does, and checks that every story comes back unchanged. Read times are the best of ``--repeat`` rounds, the
 settings taking turns in each round so that a busy neighbour slows them alike. The first row is svkit's own
-storage (``Column.storage``).
+storage (``Column.storage``). Where ``hdf5plugin`` is installed (``pip install hdf5plugin``; svkit does not
+need it), codecs that HDF5 reads only through a plugin are measured too: they could be an option at most, never
+the default, since a shard must open wherever HDF5 does. Last, for scale, the frames' size as lossless WebP, each
+frame alone (an image codec, not an HDF5 storage), and the share of pixels equal to the previous frame's.
 
     python benchmarks/shard_storage.py SHARD [--column images] [--stories 500] [--repeat 3]
 """
@@ -15,8 +18,11 @@ import tempfile
 import time
 from pathlib import Path
 
+import io
+
 import h5py
 import numpy as np
+from PIL import Image
 
 from sv_data.shards import ShardError, ShardReader
 
@@ -34,7 +40,34 @@ def settings(story: tuple[int, ...], ours: dict) -> dict[str, dict]:
         "gzip 6, a frame per chunk": {"chunks": (1, 1, *story[1:]), **gzip(6)},
         "gzip 6, a colour plane per chunk": {"chunks": (1, *story[:-1], 1), **gzip(6)},
         "gzip 6, 4 stories per chunk": {"chunks": (4, *story), **gzip(6)},
+        **plugin_settings(story),
     }
+
+
+def plugin_settings(story: tuple[int, ...]) -> dict[str, dict]:
+    """Codecs that HDF5 reads only through a plugin, a story per chunk; none where hdf5plugin is missing."""
+    try:
+        import hdf5plugin
+    except ImportError:
+        return {}
+    codecs = {
+        "Zstandard 10 (plugin)": hdf5plugin.Zstd(clevel=10),
+        "Zstandard 19 (plugin)": hdf5plugin.Zstd(clevel=19),
+        "LZ4 (plugin)": hdf5plugin.LZ4(),
+        "Blosc, Zstandard 9, no shuffle (plugin)": hdf5plugin.Blosc(cname="zstd", clevel=9,
+                                                                     shuffle=hdf5plugin.Blosc.NOSHUFFLE),
+    }
+    return {name: {"chunks": (1, *story), **codec} for name, codec in codecs.items()}
+
+
+def webp_bytes(frames: np.ndarray) -> int:
+    """Bytes of ``frames`` (..., H, W, 3) as lossless WebP, each frame alone."""
+    total = 0
+    for frame in frames.reshape(-1, *frames.shape[-3:]):
+        buffer = io.BytesIO()
+        Image.fromarray(frame).save(buffer, "WEBP", lossless=True, quality=100, method=6)
+        total += buffer.tell()
+    return total
 
 
 def store(path: Path, frames: np.ndarray, storage: dict) -> tuple[float, int]:
@@ -96,6 +129,9 @@ def main():
     for name, (seconds, size) in stored.items():
         print(f"| {name} | {size / n / 1e3:.2f} | {size / frames.nbytes:.1%} | {seconds / n * 1e3:.3f} | "
               f"{read[name] / n * 1e3:.3f} |")
+    if frames.ndim == 5 and frames.shape[-1] == 3:  # stories of RGB frames
+        print(f"for scale: lossless WebP, each frame alone, {webp_bytes(frames) / n / 1e3:.2f} KB a story; "
+              f"{(frames[:, 1:] == frames[:, :-1]).all(-1).mean():.1%} of the pixels equal the previous frame's")
 
 if __name__ == "__main__":
     main()
