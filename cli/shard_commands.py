@@ -86,16 +86,23 @@ def merge(out_dir):
 @click.command()
 @click.argument("source", metavar="IN", type=SHARD)
 @click.argument("out", metavar="OUT", type=SHARD)
+@click.option("--stories", type=click.IntRange(min=1), default=None, metavar="N",
+              help="Write only the first N stories: a smaller shard of the same build (one that fits a transfer "
+                   "limit, say).")
 @progress_option
-def repack(source, out, progress):
+def repack(source, out, stories, progress):
     """Write the shard IN again as OUT, stored as svkit stores shards now: every dataset, attribute and value stays
     the same, only the chunks and compression change (docs/format.md). OUT must not exist.
 
     Earlier svkit stored images LZF-compressed; repacked, they take about a third of the space and read faster.
     Such shards remain readable as they are.
+
+    \b
+        sv-data repack old/train.h5 train.h5
+        sv-data repack clevr-sv/train.h5 train-4000.h5 --stories 4000
     """
     from sv_data.outputs import check_outputs
     from sv_data.shards import repack as store_anew
 
     check_outputs(files={"OUT": out}, inputs={"IN": source})
-    click.echo(f"wrote {store_anew(source, out, progress=progress)}")
+    click.echo(f"wrote {store_anew(source, out, stories=stories, progress=progress)}")

@@ -190,6 +190,27 @@ def test_repack_stores_an_lzf_shard_anew_with_every_value_and_attribute_kept(tmp
         assert then.keys() == now.keys() and all(torch.equal(then[k], now[k]) for k in ("images", "conditions"))
 
 
+def test_repack_with_stories_writes_the_first_stories_of_the_shard_as_a_valid_smaller_shard(tmp_path):
+    shard, first = write_shard(tmp_path / "all.h5", stories=10), tmp_path / "first.h5"
+    result = run("repack", shard, first, "--stories", "4", "--no-progress")
+    assert result.exit_code == 0 and result.output == f"wrote {first}\n", result.output
+    assert run("validate", first).output == f"{first}: valid (4 stories)\n"
+    with h5py.File(shard) as f, h5py.File(first) as g:
+        assert int(g.attrs["num_stories"]) == 4 and int(f.attrs["num_stories"]) == 10
+        assert {k: v for k, v in g.attrs.items() if k != "num_stories"}.keys() == f.attrs.keys() - {"num_stories"}
+        for name in ("images", "conditions", "labels", "story_ids", "texts"):
+            assert np.array_equal(g[name][()], f[name][:4]), name
+
+
+def test_repack_refuses_more_stories_than_the_shard_holds(tmp_path):
+    shard = write_shard(tmp_path / "a.h5", stories=3)
+    result = run("repack", shard, tmp_path / "b.h5", "--stories", "5", "--no-progress")
+    assert result.exit_code == 2
+    assert result.stderr == f"error: {shard}: holds 3 stories, so the first 5 cannot be written\n"
+    assert run("repack", shard, tmp_path / "b.h5", "--stories", "0").exit_code == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.h5"]
+
+
 def test_repack_refuses_its_input_or_an_existing_file_as_output(tmp_path):
     shard, other = write_shard(tmp_path / "a.h5"), write_shard(tmp_path / "b.h5", stories=3)
     before = {path: path.read_bytes() for path in (shard, other)}

@@ -1,5 +1,5 @@
 """Repacking a shard: the same file, stored as svkit stores shards now (:meth:`Column.storage`), e.g. an LZF shard
-of an older svkit into a deflated one."""
+of an older svkit into a deflated one; or its first stories alone, a smaller shard of the same build."""
 from __future__ import annotations
 
 import os
@@ -17,9 +17,12 @@ from sv_data.shards.writer import create_columns
 BLOCK = 64  # stories copied at a time: a few MB of frames
 
 
-def repack(source: os.PathLike | str, out: os.PathLike | str, progress: bool = True) -> Path:
+def repack(
+    source: os.PathLike | str, out: os.PathLike | str, stories: int | None = None, progress: bool = True
+) -> Path:
     """Write ``source`` again at ``out`` (atomically), which must not exist: every dataset, attribute and value the
-    same, only the storage of the datasets (chunks, compression) is the format's current one."""
+    same, only the storage of the datasets (chunks, compression) is the format's current one. With ``stories``,
+    only the first that many stories are written (and ``num_stories`` says so)."""
     source, out = Path(source), Path(out)
     if out.exists():
         raise ShardError(out, "exists already: repack writes a new file, choose another name")
@@ -29,11 +32,17 @@ def repack(source: os.PathLike | str, out: os.PathLike | str, progress: bool = T
         if problems:  # rows that do not belong together: a copy would hide it
             raise ShardError(source, f"{problems[0]} (see sv-data validate)")
         n = f[ROWS].shape[0]
+        if stories is not None:
+            if not 1 <= stories <= n:
+                raise ShardError(source, f"holds {n} stories, so the first {stories} cannot be written")
+            n = stories
         columns = [column.name for column in spec.columns()]
         with atomic_path(out) as tmp, h5py.File(tmp, "w") as copy:
             create_columns(copy, spec)
             for name in ("/", EXTRA_GROUP, *columns):
                 _copy_attributes(f[name], copy[name])
+            if "num_stories" in f.attrs:
+                copy.attrs.create("num_stories", n, dtype=f.attrs.get_id("num_stories").dtype)
             for name in columns:
                 copy[name].resize(n, axis=0)
             with tqdm(total=n, unit="story", desc="stories repacked", disable=not progress) as bar:
