@@ -102,9 +102,11 @@ def test_character_classifier_learns_the_characters(glyph_evaluator):
     held_out = info["held_out"]
     assert held_out["frames"] == 16 * FRAMES and held_out["split"] == "test"
     # Chance levels on these labels (each character on with p = 0.4): F1 of "everyone everywhere" is about 0.57,
-    # and the most common label vector (nobody) is right on about 0.6^4 = 13 % of frames.
-    assert held_out["character_f1"] >= 0.85
-    assert held_out["frame_accuracy"] >= 0.5
+    # and the most common label vector (nobody) is right on about 0.6^4 = 13 % of frames. Measured: F1 0.903, frame
+    # accuracy 0.672 with --seed 0 on a 2-core AMD EPYC; before the initial weights followed the seed, eight runs gave
+    # F1 0.835-0.933 and frame accuracy 0.53-0.83, so the bounds leave room for another CPU's arithmetic.
+    assert held_out["character_f1"] >= 0.8
+    assert held_out["frame_accuracy"] >= 0.4
     assert "character_f1" in output and "svkit's own" in info["note"]
 
 

@@ -221,3 +221,44 @@ def test_a_training_shift_moves_the_frame_and_its_targets_together():
     assert tuple(moved_labels[0, :, y + 3, x - 2].tolist()) == (1, 2, 0, 1)
     assert (moved_image[0, :, :4, :] == 90).all(), "the image's border is repeated into the uncovered rows"
     assert (moved_heat[0, :, -2:] == 0).all() and (moved_labels[0, :, :, -2:] == IGNORE).all()
+
+
+class Interrupted(Exception):
+    """Raised by the loss below in place of a killed process."""
+
+
+def fit_tiny(state_path, interrupt_at_epoch=None):
+    """A small network with dropout fitted for 3 epochs by the evaluators' own loop; its final weights."""
+    from torch import nn
+
+    from sv_model.evaluation.fitting import FitOptions, fit
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.Dropout(0.5), nn.Flatten(), nn.Linear(4 * 8 * 8, 2))
+    images = np.random.default_rng(0).integers(0, 256, (24, 8, 8, 3), dtype=np.uint8)
+    targets = np.arange(24) % 2
+    calls = []
+
+    def loss_fn(net, pixels, target):
+        calls.append(1)
+        if interrupt_at_epoch is not None and len(calls) > interrupt_at_epoch * 3:
+            raise Interrupted
+        return nn.functional.cross_entropy(net(pixels / 255), target)
+
+    options = FitOptions(epochs=3, batch_size=8, learning_rate=1e-2, weight_decay=0.0, seed=5, max_shift=1)
+    fit(model, loss_fn, [images, targets], (EDGE, None), options, torch.device("cpu"), state_path, progress=False)
+    return model.state_dict()
+
+
+def test_an_interrupted_evaluator_training_resumed_ends_with_the_weights_of_an_uninterrupted_one(tmp_path):
+    whole = fit_tiny(tmp_path / "whole.pt")
+    torch.manual_seed(123)  # whatever the process drew before does not matter
+    with pytest.raises(Interrupted):
+        fit_tiny(tmp_path / "resumed.pt", interrupt_at_epoch=2)  # two epochs finished, the third broken off
+    assert (tmp_path / "resumed.pt").exists()
+    resumed = fit_tiny(tmp_path / "resumed.pt")
+    assert whole.keys() == resumed.keys()
+    assert all(torch.equal(whole[k], resumed[k]) for k in whole)
+    again = fit_tiny(tmp_path / "again.pt")
+    assert all(torch.equal(whole[k], again[k]) for k in whole)  # the same command, the same weights

@@ -323,7 +323,9 @@ def train_evaluator(
     started = time.perf_counter()
     with ShardReader(train) as reader:
         arrays = _read_frames(reader, train_rows, kind, "reading training frames", progress)
-    network = _network(kind, config, pretrained=True)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)  # the initial weights, like every batch, follow from --seed
+        network = _network(kind, config, pretrained=True)
     padding = (EDGE, 0.0, clevr_objects.IGNORE) if kind == ATTRIBUTES else (EDGE, None)  # images, targets
     loss_fn = attribute_net.loss if kind == ATTRIBUTES else character_net.loss
     losses = fit(network, loss_fn, arrays, padding, fit_options, target, out_dir / STATE_FILE,

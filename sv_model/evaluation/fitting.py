@@ -2,8 +2,8 @@
 horizontal flips and shifts, and a state file written after every epoch so that an interrupted run resumes where it
 stopped.
 
-The order of the samples in epoch e, and their flips and shifts, depend only on (seed, e), so a resumed run sees the
-same batches as an uninterrupted one.
+The order of the samples in epoch e, their flips and shifts, and torch's random draws (dropout) depend only on
+(seed, e), so a resumed run sees the same batches as an uninterrupted one.
 """
 from __future__ import annotations
 
@@ -102,8 +102,8 @@ def fit(
         optimizer.load_state_dict(state["optimizer"])
         schedule.load_state_dict(state["schedule"])
         losses = list(state["losses"])
-    torch.manual_seed(options.seed)
     for epoch in range(len(losses), options.epochs):
+        torch.manual_seed(int(np.random.default_rng([options.seed, epoch, 3]).integers(2**62)))  # dropout's draws
         order = np.random.default_rng([options.seed, epoch]).permutation(n)[: steps_per_epoch * options.batch_size]
         flips = torch.from_numpy(np.random.default_rng([options.seed, epoch, 1]).random(n) < 0.5)
         reach = options.max_shift
