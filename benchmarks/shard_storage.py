@@ -14,11 +14,10 @@ frame alone (an image codec, not an HDF5 storage), and the share of pixels equal
 from __future__ import annotations
 
 import argparse
+import io
 import tempfile
 import time
 from pathlib import Path
-
-import io
 
 import h5py
 import numpy as np
@@ -132,6 +131,7 @@ def main():
     if frames.ndim == 5 and frames.shape[-1] == 3:  # stories of RGB frames
         print(f"for scale: lossless WebP, each frame alone, {webp_bytes(frames) / n / 1e3:.2f} KB a story; "
               f"{(frames[:, 1:] == frames[:, :-1]).all(-1).mean():.1%} of the pixels equal the previous frame's")
+
 
 if __name__ == "__main__":
     main()
